@@ -1,0 +1,87 @@
+"""The ``basicsr`` command: ``basicsr train|test|...`` on top of BasicSR's own pipelines.
+
+``train`` and ``test`` take BasicSR's flags unchanged (``-opt``, ``--launcher``,
+``--auto_resume``, ``--debug``, ``--force_yml``) and hand over to ``basicsr.train.train_pipeline``
+/ ``basicsr.test.test_pipeline`` with the current directory as root, so ``experiments/``,
+``results/`` and ``tb_logger/`` land where the user runs the command. Before handing over we
+check the option file (missing datasets, unknown network names) so errors are one clear line.
+Other subcommands (``bench``, ``restore``, ...) register themselves in :data:`SUBCOMMANDS`.
+"""
+import argparse
+import os
+import sys
+
+SUBCOMMANDS = {
+    # name: (one-line help, "module:function" taking the remaining argv)
+    'train': ('train a network from an option file (BasicSR flags)', 'ecma_basicsr.cli:run_train'),
+    'test': ('test a network from an option file (BasicSR flags)', 'ecma_basicsr.cli:run_test'),
+    'bench': ('compare networks: params, MACs, latency, memory, PSNR/SSIM', 'ecma_basicsr.bench.cli:main'),
+    'restore': ('restore images with a trained network', 'ecma_basicsr.restore:main'),
+}
+
+
+def _pipeline_argv(prog, argv):
+    """Validate the option file and set ``sys.argv`` the way BasicSR's ``parse_options`` reads it."""
+    from ecma_basicsr.compat import normalize_argv
+    from ecma_basicsr.utils.options_check import check_args
+
+    argv = normalize_argv(argv)
+    if '-h' in argv or '--help' in argv:
+        sys.argv = [prog] + argv  # BasicSR's argparse prints its own flags and exits
+        return
+    check_args(argv)
+    sys.argv = [prog] + argv
+
+
+def run_train(argv):
+    import ecma_basicsr  # noqa: F401  (compat + registries before basicsr.train)
+    from basicsr.train import train_pipeline
+
+    _pipeline_argv('basicsr train', argv)
+    train_pipeline(os.getcwd())
+
+
+def run_test(argv):
+    import ecma_basicsr  # noqa: F401
+    from basicsr.test import test_pipeline
+
+    _pipeline_argv('basicsr test', argv)
+    test_pipeline(os.getcwd())
+
+
+def _resolve(target):
+    import importlib
+    module, func = target.split(':')
+    return getattr(importlib.import_module(module), func)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='basicsr', description='BasicSR with the ECMA plugin. Run `basicsr <command> -h` for its flags.')
+    sub = parser.add_subparsers(dest='command', metavar='command')
+    for name, (help_text, _) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv=None):
+    from ecma_basicsr.utils.options_check import OptionError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] not in SUBCOMMANDS:
+        if argv and not argv[0].startswith('-'):
+            parser.error(f"unknown command '{argv[0]}'; choose one of: {', '.join(SUBCOMMANDS)}")
+        parser.parse_args(argv)  # handles -h / --help
+        parser.print_help()
+        return 2
+    try:
+        result = _resolve(SUBCOMMANDS[argv[0]][1])(argv[1:])
+    except (OptionError, FloatingPointError) as err:
+        print(f'basicsr {argv[0]}: error: {err}', file=sys.stderr)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

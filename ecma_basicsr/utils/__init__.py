@@ -1,0 +1,1 @@
+"""Small helpers shared by the plugin (checkpoint I/O, option checks)."""
