@@ -30,10 +30,11 @@ Readings of what the paper leaves open (each checked against the paper's paramet
   attention weights from that result and aggregates that result (X in Eq. 7 is the output of
   the Conv3x3 of Eq. 3). No normalisation layer is used (none is mentioned).
 * Residual blocks per ``CNNBlock`` count the MSM block, as in Table 13 ("the number includes the
-  last one involving our MSM"). With that convention this implementation gives 13.21 M for 14
-  blocks (Table 6 / Table 13, GoPro, preset ``'gopro'``), 14.76 M for 16 blocks (Table 13;
-  n = 15 of Sec. 4, preset ``'deblur'``) and 5.46 M for 4 blocks (Table 2, dehazing, n = 3, preset
-  ``'dehaze'``): all three published counts are reproduced exactly, which supports the readings.
+  last one involving our MSM"). With that convention this implementation gives 13.20 M for 14
+  blocks (Table 6 / Table 13 give 13.21 M; GoPro, variant ``'gopro'``), 14.75 M for 16 blocks
+  (Table 13: 14.76 M; n = 15 of Sec. 4, variant ``'deblur'``) and 5.45 M for 4 blocks (Table 2:
+  5.46 M; dehazing, n = 3, variant ``'dehaze'``). Three counts within 0.01 M support the readings
+  above; the remaining 0.01 M is of the size of a few per-channel vectors or biases.
 * Images are downsampled for the multi-input path with 2x2 averaging (the loss downsamples the
   targets the same way); upsampling inside MSM is bilinear (Eq. 1); LAM zero-pads its K x K
   aggregation like an ordinary convolution.
@@ -55,26 +56,14 @@ from torch import nn
 
 from basicsr.utils.registry import ARCH_REGISTRY
 
+from ecma_basicsr.archs.arch_util import crop_to, pad_to_multiple
+
 # Residual blocks per CNNBlock (MSM block included), Table 13 convention; see module docstring.
-IRNEXT_PRESETS = {
+IRNEXT_VARIANTS = {
     'gopro': dict(width=32, num_blocks=14),   # Table 6: 13.21 M, 114.79 G
     'deblur': dict(width=32, num_blocks=16),  # Table 13 / n = 15 of Sec. 4: 14.76 M, 129.33 G
     'dehaze': dict(width=32, num_blocks=4),   # Table 2 (n = 3): 5.46 M
 }
-
-
-def pad_to_multiple(x, multiple):
-    """Pad the bottom/right of ``x`` to a multiple of ``multiple`` (reflect when possible).
-
-    Returns the padded tensor; crop with ``[..., :h, :w]`` afterwards.
-    """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    # reflect needs pad < size; a 1x1 or 5x5 image padded to 32 cannot be reflected
-    mode = 'reflect' if ph < h and pw < w else 'replicate'
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 class LocalAttention(nn.Module):
@@ -186,7 +175,7 @@ class IRNeXt(nn.Module):
     """IRNeXt: multi-input multi-output convolutional U-Net with MSM/LAM (ICML 2023).
 
     Args:
-        preset (str | None): ``'gopro'`` (14 blocks, 13.21 M), ``'deblur'`` (16 blocks, 14.76 M) or
+        variant (str | None): ``'gopro'`` (14 blocks, 13.21 M), ``'deblur'`` (16 blocks, 14.76 M) or
             ``'dehaze'`` (4 blocks, 5.46 M); explicit ``width`` / ``num_blocks`` override it.
         in_channels (int): Image channels. Default: 3.
         width (int): Channels C of the first level (levels use C, 2C, 4C). Default: 32.
@@ -197,14 +186,15 @@ class IRNeXt(nn.Module):
             :class:`~ecma_basicsr.losses.irnext_loss.IRNeXtLoss` sees all outputs. Default: False.
     """
 
-    def __init__(self, preset=None, in_channels=3, width=None, num_blocks=None, groups=8, kernel_size=3,
+    def __init__(self, variant=None, in_channels=3, width=None, num_blocks=None, groups=8, kernel_size=3,
                  return_all_train=False):
         super().__init__()
-        cfg = dict(IRNEXT_PRESETS['gopro'])
-        if preset is not None:
-            if preset not in IRNEXT_PRESETS:
-                raise ValueError(f"IRNeXt preset '{preset}' unknown; choose one of {sorted(IRNEXT_PRESETS)}")
-            cfg.update(IRNEXT_PRESETS[preset])
+        cfg = dict(IRNEXT_VARIANTS['gopro'])
+        if variant is not None:
+            key = variant.lower()
+            if key not in IRNEXT_VARIANTS:
+                raise ValueError(f"Unknown IRNeXt variant '{variant}'. Choose one of: {', '.join(IRNEXT_VARIANTS)}.")
+            cfg.update(IRNEXT_VARIANTS[key])
         width = cfg['width'] if width is None else width
         num_blocks = cfg['num_blocks'] if num_blocks is None else num_blocks
         self.return_all_train = return_all_train
@@ -245,8 +235,7 @@ class IRNeXt(nn.Module):
         """
         if return_all is None:
             return_all = self.return_all_train and self.training
-        h, w = x.shape[-2:]
-        inp = pad_to_multiple(x, self.pad_multiple)
+        inp, (h, w) = pad_to_multiple(x, self.pad_multiple, mode='reflect')
         inp2 = F.avg_pool2d(inp, 2)
         inp3 = F.avg_pool2d(inp2, 2)
 
@@ -259,7 +248,7 @@ class IRNeXt(nn.Module):
         d2 = self.dec2(self.reduce2(torch.cat([self.up3(d3), e2], dim=1)))
         out2 = self.out2(d2) + inp2
         d1 = self.dec1(self.reduce1(torch.cat([self.up2(d2), e1], dim=1)))
-        out1 = (self.out1(d1) + inp)[..., :h, :w]
+        out1 = crop_to(self.out1(d1) + inp, (h, w))
         if not return_all:
             return out1
         # crop the low-resolution outputs to the footprint of the unpadded image
