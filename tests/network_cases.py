@@ -24,5 +24,51 @@ class Case:
         return f'{self.arch}({extra})'
 
 
-TINY = []
-FULL = []
+_ECMA_TINY = dict(width=8, enc_blocks=(1, 1, 1, 1), kernels=(8, 7, 5, 4), ffn_expand=2)
+
+TINY = [
+    Case('ECMA', dict(_ECMA_TINY, large_kernel_mode='fft')),
+    Case('ECMA', dict(_ECMA_TINY, large_kernel_mode='spatial', in_ch=1), in_ch=1),
+    Case('ECMASR', dict(upscale=2, width=8, enc_blocks=(1, 1), kernels=(8, 4), large_kernel_mode='fft'), scale=2),
+    Case('ECMASR', dict(upscale=3, width=8, enc_blocks=(1, 1), kernels=(8, 4), large_kernel_mode='auto'), scale=3),
+    Case('ECMASR', dict(upscale=4, width=8, enc_blocks=(1, 1), kernels=(8, 4)), scale=4),
+]
+
+FULL = [
+    # ECMA paper, Table 1
+    Case('ECMA', dict(variant='T'), params=10.5e6),
+    Case('ECMA', dict(variant='S'), params=31.7e6),
+    Case('ECMA', dict(variant='B'), params=19.5e6),
+    Case('ECMASR', dict(upscale=4), scale=4, params=1.4e6),
+]
+
+# --- NAFNet, IMDN, GRL (comparison networks I) ---
+_GRL_TINY = dict(embed_dim=16, depths=[4], num_heads_window=2, num_heads_stripe=2, window_size=4,
+                 stripe_size=[4, 8], anchor_window_down_factor=2)
+TINY += [
+    Case('NAFNet', dict(width=8, enc_blk_nums=[1, 1], middle_blk_num=1, dec_blk_nums=[1, 1])),
+    Case('NAFNet', dict(width=8, enc_blk_nums=[1, 1], middle_blk_num=1, dec_blk_nums=[1, 1], tlc=True, train_size=16)),
+    Case('IMDN', dict(nf=16, num_modules=2, upscale=3), scale=3),
+    Case('IMDN', dict(nf=16, num_modules=2, upscale=4), scale=4),
+    Case('GRL', dict(upscale=1, local_connection=True, **_GRL_TINY)),
+    Case('GRL', dict(upscale=2, upsampler='pixelshuffle', **_GRL_TINY), scale=2),
+    Case('GRL', dict(upscale=3, upsampler='pixelshuffledirect', **_GRL_TINY), scale=3),
+]
+FULL += [
+    Case('NAFNet', dict(variant='GoPro-width32'), params=17.11e6, rtol=0.01),
+    Case('NAFNet', dict(variant='GoPro-width64'), params=67.89e6, rtol=0.01),
+    Case('NAFNet', dict(variant='REDS-width64'), params=67.89e6, rtol=0.01),
+    Case('NAFNet', dict(variant='SIDD-width32'), params=29.16e6, rtol=0.01),
+    Case('NAFNet', dict(variant='SIDD-width64'), params=115.98e6, rtol=0.01),
+    # IMDN paper: 694K / 703K / 715K parameters for x2 / x3 / x4.
+    Case('IMDN', dict(upscale=2), scale=2, params=694e3, rtol=0.01),
+    Case('IMDN', dict(upscale=3), scale=3, params=703e3, rtol=0.01),
+    Case('IMDN', dict(upscale=4), scale=4, params=715e3, rtol=0.01),
+    Case('GRL', dict(variant='T', upscale=4), scale=4, params=0.91e6, rtol=0.03),
+    Case('GRL', dict(variant='S', upscale=4), scale=4, params=3.49e6, rtol=0.03),
+    Case('GRL', dict(variant='B', upscale=4), scale=4, params=20.20e6, rtol=0.03),
+    Case('GRL', dict(variant='T', upscale=1, task='denoise'), params=0.88e6, rtol=0.03),
+    Case('GRL', dict(variant='S', upscale=1, task='denoise'), params=3.12e6, rtol=0.03),
+    Case('GRL', dict(variant='B', upscale=1, task='denoise'), params=19.81e6, rtol=0.03),
+    Case('GRL', dict(variant='B', upscale=1, task='deblur'), params=19.81e6, rtol=0.03),
+]

@@ -532,7 +532,8 @@ class GRL(CheckedLoadMixin, nn.Module):
 
         self.conv_first = nn.Conv2d(in_channels, dim, 3, padding=1)
         self.norm_start = nn.LayerNorm(dim)
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        n_layers = sum(depths)
+        dpr = [drop_path_rate * i / max(1, n_layers - 1) for i in range(n_layers)]  # linear, as in Swin
         self.layers = nn.ModuleList()
         for i, depth in enumerate(depths):
             self.layers.append(GRLStage(
