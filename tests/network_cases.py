@@ -48,6 +48,7 @@ _GRL_TINY = dict(embed_dim=16, depths=[4], num_heads_window=2, num_heads_stripe=
 TINY += [
     Case('NAFNet', dict(width=8, enc_blk_nums=[1, 1], middle_blk_num=1, dec_blk_nums=[1, 1])),
     Case('NAFNet', dict(width=8, enc_blk_nums=[1, 1], middle_blk_num=1, dec_blk_nums=[1, 1], tlc=True, train_size=16)),
+    Case('NAFNetLocal', dict(width=8, enc_blk_nums=[1], middle_blk_num=1, dec_blk_nums=[1], train_size=(1, 3, 8, 8))),
     Case('IMDN', dict(nf=16, num_modules=2, upscale=3), scale=3),
     Case('IMDN', dict(nf=16, num_modules=2, upscale=4), scale=4),
     Case('GRL', dict(upscale=1, local_connection=True, **_GRL_TINY)),
