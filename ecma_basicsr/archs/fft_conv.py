@@ -1,0 +1,166 @@
+"""Large-kernel convolution through the FFT, exact against the spatial convolution.
+
+ECMA applies the large kernel of its first LAM in the frequency domain (paper Sec. 3.2, last
+paragraph of "Cascaded Multiscale Learning"). :class:`LargeKernelConv` is a drop-in
+``nn.Conv2d`` (same parameters, same state-dict keys, stride 1, "same" zero padding, grouped
+with one output channel per group) whose forward runs one of two exact paths:
+
+* ``spatial``: ``F.conv2d`` on the zero-padded input;
+* ``fft``: ``rfft2`` of the input times the conjugate spectrum of the kernel, ``irfft2`` back.
+
+The FFT computes a *circular* cross-correlation. Padding to ``N >= H + k // 2`` (then rounding
+up to a size with only the factors 2, 3, 5, 7) and storing the kernel rolled by its left
+padding makes the first ``H x W`` outputs equal the zero-padded linear correlation, without
+padding the input by the full ``k - 1``. Both paths agree to float32 round-off (tested for
+k in 8..32 and odd/even sizes). The FFT always runs in float32, autocast or not.
+
+``auto`` measures both paths once per (device, dtype, shape, kernel) and keeps the faster:
+on CPUs a depthwise ``conv2d`` often beats the FFT at small spatial sizes.
+"""
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MODES = ('fft', 'spatial', 'auto')
+_AUTO_CHOICE = {}
+
+
+def fast_fft_size(n):
+    """Smallest integer >= n whose only prime factors are 2, 3, 5 and 7 (fast for pocketfft/cuFFT)."""
+    n = max(int(n), 1)
+    while True:
+        m = n
+        for p in (2, 3, 5, 7):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
+def same_padding(k):
+    """(before, after) zero padding that keeps the size for a k x k kernel (PyTorch 'same')."""
+    return (k - 1) // 2, k // 2
+
+
+def fft_plane(h, w, k):
+    """FFT plane (N1, N2) that holds the linear correlation of an h x w map with a k x k kernel."""
+    return fast_fft_size(h + k // 2), fast_fft_size(w + k // 2)
+
+
+def kernel_spectrum(weight, plane):
+    """Conjugate rfft2 of the kernel, rolled so the circular correlation lands at offset 0.
+
+    Args:
+        weight (Tensor): (C_out, g, k, k) kernel.
+        plane (tuple[int]): FFT plane (N1, N2).
+
+    Returns:
+        Tensor: complex (C_out, g, N1, N2 // 2 + 1).
+    """
+    k = weight.shape[-1]
+    before = same_padding(k)[0]
+    n1, n2 = plane
+    padded = F.pad(weight.float(), (0, n2 - k, 0, n1 - k))
+    padded = torch.roll(padded, shifts=(-before, -before), dims=(-2, -1))
+    return torch.fft.rfft2(padded).conj()
+
+
+def fft_grouped_conv(x, weight, bias=None, spectrum=None):
+    """'Same' zero-padded grouped conv (one output per group) computed with rfft2/irfft2.
+
+    Args:
+        x (Tensor): (B, C_out * g, H, W).
+        weight (Tensor): (C_out, g, k, k).
+        bias (Tensor | None): (C_out,).
+        spectrum (Tensor | None): precomputed :func:`kernel_spectrum` for this plane.
+
+    Returns:
+        Tensor: (B, C_out, H, W) in the dtype of ``x``.
+    """
+    b, _, h, w = x.shape
+    c_out, g, k, _ = weight.shape
+    plane = fft_plane(h, w, k)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        xf = torch.fft.rfft2(x.float(), s=plane)
+        wf = kernel_spectrum(weight, plane) if spectrum is None else spectrum
+        prod = xf.view(b, c_out, g, *xf.shape[-2:]) * wf
+        yf = prod.sum(dim=2) if g > 1 else prod.squeeze(2)
+        y = torch.fft.irfft2(yf, s=plane)[..., :h, :w]
+        if bias is not None:
+            y = y + bias.float().view(1, -1, 1, 1)
+    return y.to(x.dtype)
+
+
+def spatial_grouped_conv(x, weight, bias=None):
+    """The same operation as :func:`fft_grouped_conv` with ``F.conv2d``."""
+    k = weight.shape[-1]
+    before, after = same_padding(k)
+    return F.conv2d(F.pad(x, (before, after, before, after)), weight, bias, groups=weight.shape[0])
+
+
+def _time(fn, repeats=2):
+    fn()  # warm-up (allocations, FFT plans)
+    best = float('inf')
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def auto_choice(x, weight):
+    """'fft' or 'spatial', whichever is faster for this input/kernel; measured once, cached."""
+    key = (x.device.type, x.dtype, tuple(x.shape), tuple(weight.shape), torch.get_num_threads())
+    if key not in _AUTO_CHOICE:
+        with torch.no_grad():
+            xd, wd = x.detach(), weight.detach()
+            t_fft = _time(lambda: fft_grouped_conv(xd, wd))
+            t_spatial = _time(lambda: spatial_grouped_conv(xd, wd))
+        _AUTO_CHOICE[key] = 'fft' if t_fft < t_spatial else 'spatial'
+    return _AUTO_CHOICE[key]
+
+
+class LargeKernelConv(nn.Conv2d):
+    """A k x k grouped convolution (groups = out_channels, stride 1, 'same' zero padding).
+
+    Args:
+        in_channels (int): Input channels, a multiple of ``out_channels``.
+        out_channels (int): Output channels (= groups).
+        kernel_size (int): k; even sizes pad one more on the bottom/right, like PyTorch 'same'.
+        mode (str): 'fft', 'spatial' or 'auto' (see module docstring). Results are identical.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, mode='auto', bias=True):
+        if mode not in MODES:
+            raise ValueError(f"large_kernel_mode must be one of {MODES}, got '{mode}'.")
+        if in_channels % out_channels:
+            raise ValueError(f'in_channels ({in_channels}) must be a multiple of out_channels ({out_channels}).')
+        super().__init__(in_channels, out_channels, kernel_size, padding=0, groups=out_channels, bias=bias)
+        self.mode = mode
+        self._spectrum_cache = None
+
+    def extra_repr(self):
+        return super().extra_repr() + f', mode={self.mode}'
+
+    def path_for(self, x):
+        return auto_choice(x, self.weight) if self.mode == 'auto' else self.mode
+
+    def _cached_spectrum(self, x):
+        # At inference the kernel is fixed, so its spectrum is reused across calls of one size.
+        if self.training or torch.is_grad_enabled():
+            return None
+        plane = fft_plane(x.shape[-2], x.shape[-1], self.kernel_size[0])
+        key = (plane, self.weight._version, self.weight.data_ptr(), x.device)
+        if self._spectrum_cache is None or self._spectrum_cache[0] != key:
+            self._spectrum_cache = (key, kernel_spectrum(self.weight, plane))
+        return self._spectrum_cache[1]
+
+    def forward(self, x):
+        if self.path_for(x) == 'spatial':
+            return spatial_grouped_conv(x, self.weight, self.bias)
+        return fft_grouped_conv(x, self.weight, self.bias, spectrum=self._cached_spectrum(x))

@@ -1,0 +1,155 @@
+"""ECMA specifics: FFT == spatial large-kernel conv, exact Table 1 configs, ablations, errors."""
+import pytest
+import torch
+
+from ecma_basicsr.archs.ecma_arch import ABLATIONS, ECMA, ECMASR, same_cost_spatial_kernel
+from ecma_basicsr.archs.fft_conv import (LargeKernelConv, fast_fft_size, fft_grouped_conv, spatial_grouped_conv)
+
+
+@pytest.mark.parametrize('k', [8, 16, 24, 32])
+@pytest.mark.parametrize('hw', [(37, 53), (64, 64), (33, 8), (1, 1)])
+@pytest.mark.parametrize('group_in', [1, 3])
+def test_fft_conv_equals_spatial_conv(k, hw, group_in):
+    torch.manual_seed(k)
+    x = torch.randn(2, 4 * group_in, *hw)
+    w = torch.randn(4, group_in, k, k) / k
+    b = torch.randn(4)
+    ref = spatial_grouped_conv(x, w, b)
+    assert ref.shape == x.shape[:1] + (4, ) + hw
+    assert (fft_grouped_conv(x, w, b) - ref).abs().max().item() <= 1e-4
+    # and against PyTorch's own 'same' padding, so the padding convention is the standard one
+    torch_same = torch.nn.functional.conv2d(x, w, b, padding='same', groups=4)
+    assert (ref - torch_same).abs().max().item() <= 1e-5
+
+
+def test_fft_conv_gradients_match_spatial():
+    torch.manual_seed(0)
+    x = torch.randn(1, 6, 19, 22)
+    grads = []
+    for fn in (fft_grouped_conv, spatial_grouped_conv):
+        w = (torch.randn(3, 2, 16, 16) / 16).requires_grad_()
+        torch.manual_seed(1)
+        w.data = torch.randn(3, 2, 16, 16) / 16
+        xi = x.clone().requires_grad_()
+        fn(xi, w).square().sum().backward()
+        grads.append((xi.grad, w.grad))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-4)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-3)
+
+
+def test_fft_runs_in_float32_under_autocast():
+    conv = LargeKernelConv(4, 4, 16, mode='fft')
+    x = torch.randn(1, 4, 20, 20)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = conv(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    ref = spatial_grouped_conv(x, conv.weight, conv.bias)
+    assert (y.float() - ref).abs().max() < 0.1  # only the bf16 input/output rounding remains
+
+
+def test_modes_give_identical_outputs_and_auto_picks_one():
+    torch.manual_seed(0)
+    net = ECMA(width=8, enc_blocks=(1, 1, 1, 1), kernels=(8, 8, 8, 8), large_kernel_mode='fft').eval()
+    x = torch.rand(1, 3, 40, 24)
+    outs = {}
+    for mode in ('fft', 'spatial', 'auto'):
+        for m in net.modules():
+            if isinstance(m, LargeKernelConv):
+                m.mode = mode
+        with torch.no_grad():
+            outs[mode] = net(x)
+    assert (outs['fft'] - outs['spatial']).abs().max() < 1e-4
+    assert (outs['auto'] - outs['spatial']).abs().max() < 1e-4
+    conv = next(m for m in net.modules() if isinstance(m, LargeKernelConv))
+    assert conv.path_for(torch.rand(1, conv.in_channels, 40, 24)) in ('fft', 'spatial')
+
+
+def test_inference_spectrum_cache_follows_weight_updates():
+    conv = LargeKernelConv(2, 2, 8, mode='fft').eval()
+    x = torch.randn(1, 2, 12, 12)
+    bias = conv.bias.detach().view(1, -1, 1, 1)
+    with torch.no_grad():
+        first = conv(x) - bias
+        conv.weight.mul_(2)  # in-place update: the cached spectrum must not be reused
+        second = conv(x) - bias
+    assert torch.allclose(second, 2 * first, atol=1e-5)
+
+
+def test_fast_fft_size():
+    assert [fast_fft_size(n) for n in (1, 11, 13, 17, 121, 257)] == [1, 12, 14, 18, 125, 270]
+
+
+@pytest.mark.parametrize('kwargs,expected', [
+    (dict(variant='T'), 10614035),
+    (dict(variant='S'), 32138147),
+    (dict(variant='B'), 19649155),
+])
+def test_exact_parameter_counts_table1(kwargs, expected):
+    assert sum(p.numel() for p in ECMA(**kwargs).parameters()) == expected
+
+
+@pytest.mark.parametrize('upscale,expected', [(2, 1418828), (3, 1427483), (4, 1439600)])
+def test_exact_parameter_counts_sr(upscale, expected):
+    assert sum(p.numel() for p in ECMASR(upscale).parameters()) == expected
+
+
+def test_full_size_variant_is_the_paper_configuration():
+    net = ECMA('B')
+    assert [len(s) for s in net.body.encoders] == [2, 4, 4, 3]
+    assert [len(s) for s in net.body.decoders] == [3, 4, 4, 2]
+    assert [s[0].cml.lams[0].conv_ctx.kernel_size[0] for s in net.body.encoders] == [32, 24, 16, 8]
+    assert [s[0].cml.lams[0].conv_ctx.kernel_size[0] for s in net.body.decoders] == [8, 16, 24, 32]
+    assert [lam.conv_ctx.kernel_size[0] for lam in net.body.encoders[0][0].cml.lams] == [32, 5, 3]
+
+
+@pytest.mark.parametrize('name', sorted(ABLATIONS))
+def test_ablations_build_and_run(name):
+    torch.manual_seed(0)
+    net = ECMA(width=8, enc_blocks=(1, 1, 1, 1), large_kernel_mode='fft', **ABLATIONS[name])
+    y = net(torch.rand(1, 3, 21, 18))
+    assert y.shape == (1, 3, 21, 18)
+    y.mean().backward()
+
+
+def test_ablation_structure():
+    tiny = dict(width=8, enc_blocks=(1, 1, 1, 1))
+    kernels = lambda net: [lam.conv_ctx.kernel_size[0] for lam in net.body.encoders[0][0].cml.lams]  # noqa: E731
+    assert kernels(ECMA(**tiny, **ABLATIONS['table9_small_to_large'])) == [3, 5, 32]
+    assert kernels(ECMA(**tiny, **ABLATIONS['table9_without_medium'])) == [32, 3]
+    assert kernels(ECMA(**tiny, **ABLATIONS['table9_three_large'])) == [32, 32, 32]
+    assert kernels(ECMA(**tiny, **ABLATIONS['table9_large_spatial_same_cost']))[0] == same_cost_spatial_kernel(
+        32, 256, 256)
+    no_cascade = ECMA(**tiny, **ABLATIONS['table9_no_cascade']).body.encoders[0][0].cml
+    assert all(lam.to_context is None for lam in no_cascade.lams)
+    concat = ECMA(**tiny, **ABLATIONS['table8_concatenation']).body.encoders[0][0].cml.lams[0]
+    assert concat.out_channels == 2 * 2  # two branches of c/4 = 2 channels
+
+
+def test_same_cost_kernel_sizes():
+    sizes = [same_cost_spatial_kernel(k, s, s) for k, s in zip((32, 24, 16, 8), (256, 128, 64, 32))]
+    assert sizes == sorted(sizes, reverse=True) and all(3 <= k < 32 for k in sizes)
+    assert sizes == [6, 6, 6, 5]
+
+
+@pytest.mark.parametrize('hw', [(1, 1), (37, 53), (255, 257)])
+def test_ecma_any_size_gray_and_rgb(hw):
+    for in_ch in (1, 3):
+        net = ECMA(width=8, enc_blocks=(1, 1, 1, 1), in_ch=in_ch, large_kernel_mode='fft').eval()
+        with torch.no_grad():
+            assert net(torch.rand(1, in_ch, *hw)).shape == (1, in_ch, *hw)
+
+
+def test_errors_name_the_valid_choices():
+    with pytest.raises(ValueError, match="valid choices: T, S, B"):
+        ECMA(variant='L')
+    with pytest.raises(ValueError, match=r'valid choices: \(2, 3, 4\)'):
+        ECMASR(upscale=8)
+    with pytest.raises(ValueError, match='lam_combine must be one of'):
+        ECMA(width=8, enc_blocks=(1, 1, 1, 1), lam_combine='mul')
+    with pytest.raises(ValueError, match='large_kernel_mode must be one of'):
+        ECMA(width=8, enc_blocks=(1, 1, 1, 1), large_kernel_mode='fast')
+    net = ECMA(width=8, enc_blocks=(1, 1, 1, 1))
+    with pytest.raises(ValueError, match='4 channels'):
+        net(torch.rand(1, 4, 8, 8))
+    with pytest.raises(ValueError, match='1 channels'):
+        net(torch.rand(1, 1, 8, 8))
