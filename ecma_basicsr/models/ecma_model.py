@@ -6,6 +6,9 @@ Adds to ``basicsr.models.SRModel``:
   ``pixel_opt`` (``L1Loss``, weight 1.0);
 * any ``torch.optim`` optimizer by name in ``optim_g`` (ECMA: AdamW; 1.4.2 only knows Adam);
 * ``train: grad_clip`` - optional max gradient norm;
+* on resume, the cosine schedule's shape (periods, restart weights, eta_min) comes from the
+  option file, not the saved state, so ``--force_yml train:total_iter=... train:scheduler:periods=[...]``
+  can extend a finished run (BasicSR 1.4.2 crashes with a TypeError past the saved periods);
 * a non-finite loss stops training with the iteration in the message, before the optimizer
   step, so no checkpoint with broken weights is ever written and the last good one stays.
 
@@ -15,6 +18,7 @@ from collections import OrderedDict
 
 import torch
 from basicsr.losses import build_loss
+from basicsr.models.lr_scheduler import CosineAnnealingRestartLR
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
@@ -44,6 +48,15 @@ class ECMAModel(SRModel):
 
     def get_optimizer(self, optim_type, params, lr, **kwargs):
         return make_optimizer(optim_type, params, lr, **kwargs)
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        shape = {k: v for k, v in self.opt['train']['scheduler'].items() if k in ('periods', 'restart_weights', 'eta_min')}
+        for scheduler in self.schedulers:
+            if isinstance(scheduler, CosineAnnealingRestartLR):
+                for key, value in shape.items():
+                    setattr(scheduler, key, list(value) if isinstance(value, (list, tuple)) else value)
+                scheduler.cumulative_period = [sum(scheduler.periods[:i + 1]) for i in range(len(scheduler.periods))]
 
     def compute_losses(self):
         """Total loss and a dict of its named terms for ``self.output`` against ``self.gt``."""

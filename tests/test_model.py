@@ -1,0 +1,62 @@
+"""ECMAModel in-process: losses, optimizer by name, non-finite loss handling, registry errors."""
+import copy
+
+import pytest
+import torch
+from basicsr.models import build_model
+from basicsr.utils.registry import ARCH_REGISTRY
+
+from helpers import tiny_sr_options
+
+
+def model_opt(tmp_path):
+    opt = tiny_sr_options('unit', 'unused', 'unused')
+    opt.update(is_train=True, dist=False, rank=0, world_size=1)
+    opt['path'].update(training_states=str(tmp_path / 'training_states'), models=str(tmp_path / 'models'))
+    return opt
+
+
+def test_optimize_step_uses_pixel_and_frequency_loss(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(model_opt(tmp_path))
+    assert type(model.optimizer_g).__name__ == 'AdamW'
+    model.feed_data({'lq': torch.rand(2, 3, 16, 16), 'gt': torch.rand(2, 3, 32, 32)})
+    before = copy.deepcopy(model.net_g.state_dict())
+    model.optimize_parameters(1)
+    assert set(model.get_current_log()) == {'l_pix', 'l_freq'}
+    assert any(not torch.equal(before[k], v) for k, v in model.net_g.state_dict().items())
+
+
+def test_non_finite_loss_stops_before_the_step(tmp_path):
+    model = build_model(model_opt(tmp_path))
+    before = copy.deepcopy(model.net_g.state_dict())
+    lq = torch.rand(1, 3, 16, 16)
+    lq[0, 0, 0, 0] = float('nan')
+    model.feed_data({'lq': lq, 'gt': torch.rand(1, 3, 32, 32)})
+    with pytest.raises(FloatingPointError, match='non-finite loss at iteration 37'):
+        model.optimize_parameters(37)
+    assert all(torch.equal(before[k], v) for k, v in model.net_g.state_dict().items())
+
+
+def test_unknown_optimizer_lists_choices(tmp_path):
+    opt = model_opt(tmp_path)
+    opt['train']['optim_g']['type'] = 'AdamX'
+    with pytest.raises(ValueError, match=r"'AdamX' is not a torch.optim optimizer. Valid choices: .*AdamW"):
+        build_model(opt)
+
+
+def test_grad_clip_limits_the_update(tmp_path):
+    opt = model_opt(tmp_path)
+    opt['train']['grad_clip'] = 1e-6
+    opt['train']['optim_g'] = dict(type='SGD', lr=1.0)
+    model = build_model(opt)
+    before = copy.deepcopy(model.net_g.state_dict())
+    model.feed_data({'lq': torch.rand(2, 3, 16, 16), 'gt': torch.rand(2, 3, 32, 32)})
+    model.optimize_parameters(1)
+    delta = sum((v - before[k]).square().sum() for k, v in model.net_g.state_dict().items()).sqrt()
+    assert 0 < delta <= 1e-6 * 1.01
+
+
+def test_registry_miss_lists_valid_choices():
+    with pytest.raises(KeyError, match='Valid choices: .*ECMA, ECMASR'):
+        ARCH_REGISTRY.get('ECMAX')
