@@ -227,6 +227,11 @@ def make_sample(task, dst, like=None, crop=None, step=None, sigma=25.0, seed=0, 
     if osp.isdir(dst) and os.listdir(dst) and not osp.isfile(osp.join(dst, 'SAMPLE.json')):
         # Finished outputs are skipped, so a sample written over real data would silently mix the two.
         raise PrepError(f"'{dst}' already holds data that is not a sample (no SAMPLE.json); choose another --dst.")
+    if osp.isfile(osp.join(dst, 'SAMPLE.json')):
+        with open(osp.join(dst, 'SAMPLE.json')) as f:
+            previous = json.load(f).get('sample_of')
+        if previous != like:
+            raise PrepError(f"'{dst}' holds a {previous} sample; a {like} sample needs another --dst.")
     train = [(n, load_photo(n, max_side)) for n in train_photos]
     test = [(n, load_photo(n, max_side)) for n in test_photos]
     parent = osp.dirname(osp.abspath(dst))
