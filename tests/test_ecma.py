@@ -153,3 +153,11 @@ def test_errors_name_the_valid_choices():
         net(torch.rand(1, 4, 8, 8))
     with pytest.raises(ValueError, match='1 channels'):
         net(torch.rand(1, 1, 8, 8))
+
+
+def test_checkpoint_mismatch_names_the_upscale():
+    from ecma_basicsr.utils.state_dict_check import CheckpointMismatchError
+    x4 = ECMASR(4, width=8, enc_blocks=(1, 1))
+    with pytest.raises(CheckpointMismatchError, match='trained for upscale=4'):
+        ECMASR(3, width=8, enc_blocks=(1, 1)).load_state_dict(x4.state_dict())
+    ECMASR(4, width=8, enc_blocks=(1, 1)).load_state_dict(x4.state_dict())

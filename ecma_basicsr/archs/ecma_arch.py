@@ -50,7 +50,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
+from ecma_basicsr.utils.state_dict_check import CheckedLoadMixin
+
+from .arch_util import crop_to, pad_to_multiple
 from .fft_conv import LargeKernelConv
+from .nafnet_arch import LayerNorm2d
 
 VARIANTS = {
     # name: (width, encoder blocks per stage)   -- paper Table 1
@@ -105,22 +109,6 @@ def combine_branches(a, b, how):
     if how == 'concat':
         return [a, b]
     raise ValueError(f"lam_combine must be one of {tuple(COMBINES)}, got '{how}'.")
-
-
-class ChannelLayerNorm(nn.Module):
-    """LayerNorm over channels at every pixel (NCHW), as NAFNet's feed-forward part uses."""
-
-    def __init__(self, channels, eps=1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x):
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
 class LAM(nn.Module):
@@ -198,7 +186,7 @@ class GatedFFN(nn.Module):
     def __init__(self, channels, expand=2):
         super().__init__()
         hidden = channels * expand
-        self.norm = ChannelLayerNorm(channels)
+        self.norm = LayerNorm2d(channels)
         self.conv1 = nn.Conv2d(channels, hidden, 1)
         self.conv2 = nn.Conv2d(hidden // 2, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
@@ -290,6 +278,10 @@ class ECMAUNet(nn.Module):
                 self.fusions.insert(0, Fusion(ch))
                 ch, hw = ch * 2, (hw[0] // 2, hw[1] // 2)
         self.multiple = 2 ** (len(enc_blocks) - 1)
+        self.config = dict(width=width, enc_blocks=tuple(enc_blocks), kernels=tuple(kernels))
+
+    def describe(self):
+        return ', '.join(f'{k}={v}' for k, v in self.config.items())
 
     def forward(self, x):
         skips = []
@@ -302,13 +294,6 @@ class ECMAUNet(nn.Module):
         for fusion, dec in zip(self.fusions, self.decoders[1:]):
             x = dec(fusion(x, skips.pop()))
         return x
-
-
-def pad_to_multiple(x, multiple):
-    """Replicate-pad the bottom/right so H and W are multiples of ``multiple``."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    return F.pad(x, (0, pw, 0, ph), mode='replicate') if ph or pw else x
 
 
 def check_channels(x, expected, name):
@@ -326,7 +311,7 @@ def block_options(ffn_expand, lam_combine, lam_sizes, cascade, large_domain, lar
 
 
 @ARCH_REGISTRY.register()
-class ECMA(nn.Module):
+class ECMA(CheckedLoadMixin, nn.Module):
     """ECMA U-Net for deblurring and denoising (Table 1: ECMA-T/S/B).
 
     Args:
@@ -362,18 +347,20 @@ class ECMA(nn.Module):
         self.body = ECMAUNet(width, enc_blocks, kernels, ref_size, opts)
         self.ending = nn.Conv2d(width, self.out_ch, 3, padding=1)
 
+    def config_summary(self):
+        return f'ECMA(in_ch={self.in_ch}, out_ch={self.out_ch}, {self.body.describe()})'
+
     def forward(self, x):
         check_channels(x, self.in_ch, 'ECMA')
-        h, w = x.shape[-2:]
-        inp = pad_to_multiple(x, self.body.multiple)
+        inp, size = pad_to_multiple(x, self.body.multiple, mode='replicate')
         out = self.ending(self.body(self.intro(inp)))
         if self.out_ch == self.in_ch:
             out = out + inp
-        return out[..., :h, :w]
+        return crop_to(out, size)
 
 
 @ARCH_REGISTRY.register()
-class ECMASR(nn.Module):
+class ECMASR(CheckedLoadMixin, nn.Module):
     """ECMA for super-resolution (Table 1 ECMA-SR, "10,1" blocks, width 64).
 
     Reading of "10,1": a two-level ECMA U-Net on the low-resolution features (10 blocks at
@@ -412,13 +399,24 @@ class ECMASR(nn.Module):
         self.upsample = nn.Sequential(
             nn.Conv2d(width, self.out_ch * upscale**2, 3, padding=1), nn.PixelShuffle(upscale))
 
+    def config_summary(self):
+        return f'ECMASR(upscale={self.upscale}, in_ch={self.in_ch}, {self.body.describe()})'
+
+    def checkpoint_hint(self, state_dict):
+        weight = state_dict.get('upsample.0.weight')
+        if weight is None:
+            return None
+        scale = math.isqrt(weight.shape[0] // self.out_ch)
+        if scale * scale * self.out_ch == weight.shape[0] and scale != self.upscale:
+            return f'this checkpoint was trained for upscale={scale}; set network_g:upscale: {scale}.'
+        return None
+
     def forward(self, x):
         check_channels(x, self.in_ch, 'ECMASR')
-        h, w = x.shape[-2:]
-        inp = pad_to_multiple(x, self.body.multiple)
+        inp, size = pad_to_multiple(x, self.body.multiple, mode='replicate')
         feat = self.head(inp)
         feat = feat + self.body_tail(self.body(feat))
-        out = self.upsample(feat)[..., :h * self.upscale, :w * self.upscale]
+        out = crop_to(self.upsample(feat), size, self.upscale)
         if self.out_ch == self.in_ch:
             out = out + F.interpolate(x, scale_factor=self.upscale, mode='bicubic', align_corners=False)
         return out
