@@ -16,12 +16,22 @@ import numpy as np
 _WEIGHTS = {}
 
 
+def load_basicsr():
+    """Import basicsr (through our compat patches) now.
+
+    Call it in the parent before starting ``--workers`` processes: forked workers then inherit
+    the loaded modules instead of each paying the several-second import.
+    """
+    import ecma_basicsr  # noqa: F401  (basicsr 1.4.2 only imports after our compat patches)
+    from basicsr.utils import matlab_functions
+    return matlab_functions
+
+
 def _weights(in_len, factor):
     """basicsr's weights and 0-based indices into the symmetrically padded axis (cached)."""
     key = (in_len, factor)
     if key not in _WEIGHTS:
-        import ecma_basicsr  # noqa: F401  (basicsr 1.4.2 only imports after our compat patches)
-        from basicsr.utils.matlab_functions import calculate_weights_indices
+        calculate_weights_indices = load_basicsr().calculate_weights_indices
         # Integer ceil: ceil(in_len * (1/3)) in floating point can land one pixel off.
         out_len = -(-in_len // factor)
         weights, indices, sym_s, sym_e = calculate_weights_indices(in_len, out_len, 1.0 / factor, 'cubic', 4,

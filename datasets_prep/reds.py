@@ -36,8 +36,8 @@ def find_folder(src, split, name):
             return base
     raise PrepError(f"REDS: expected clip folders 000/, 001/, ... with frames 00000000.png ... in "
                     f"'{tried[0]}' (as {name}.zip unpacks; '{tried[1]}' is accepted too), but {describe_dir(tried[0])}"
-                    f"{'' if tried[0] == tried[1] else '; ' + describe_dir(tried[1])}. Use --splits to prepare only the "
-                    'splits you have.')
+                    f"{'' if tried[0] == tried[1] else '; ' + describe_dir(tried[1])}; {describe_dir(src)}. Use --splits "
+                    'to prepare only the splits you have.')
 
 
 def clip_pairs(blur_dir, sharp_dir, frame_filter=None):

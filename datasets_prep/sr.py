@@ -32,7 +32,7 @@ import os.path as osp
 
 import numpy as np
 
-from .bicubic import bicubic_downscale, mod_crop
+from .bicubic import bicubic_downscale, load_basicsr, mod_crop
 from .common import (PrepError, _write_copy, describe_dir, expected_count, lcm, list_images, note,
                      parallel_map, read_image, run_jobs, sliding_crops, crop_key, encode_png,
                      write_png_atomic, JobError, update_manifest)
@@ -123,6 +123,7 @@ def prep_div2k(src, dst, scales=(2, 3, 4), crop=480, step=240, thresh=0, splits=
     scales = sorted(set(int(s) for s in scales))
     check_crop(crop, step, scales)
     root = _div2k_root(src)
+    load_basicsr()
     mod = lcm(scales)
     groups = []
     train_hr = osp.join(root, 'DIV2K_train_HR')
@@ -234,6 +235,7 @@ def prep_srbench_set(src, dst, name, scales=(2, 3, 4), workers=1):
     """
     scales = sorted(set(int(s) for s in scales))
     hr_dir = _srbench_hr_dir(src, name)
+    load_basicsr()
     names = list_images(hr_dir)
     official = SR_SETS.get(name, (None,))[0]
     if official:
