@@ -518,7 +518,8 @@ class GRL(CheckedLoadMixin, nn.Module):
         heads_s = list(heads_s) if isinstance(heads_s, (list, tuple)) else [heads_s] * n_stages
         self.cfg = dict(upscale=upscale, in_channels=in_channels, embed_dim=dim, depths=depths,
                         num_heads_window=heads_w, num_heads_stripe=heads_s, window_size=cfg['window_size'],
-                        stripe_size=list(cfg['stripe_size']), anchor_window_down_factor=cfg['anchor_window_down_factor'],
+                        stripe_size=list(cfg['stripe_size']),
+                        anchor_window_down_factor=cfg['anchor_window_down_factor'],
                         local_connection=cfg['local_connection'], upsampler=upsampler)
         self.upscale = upscale
         self.upsampler = upsampler

@@ -1,14 +1,15 @@
 """IMDN, a lightweight SR baseline: "Lightweight Image Super-Resolution with Information
 Multi-distillation Network" (Hui, Gao, Yang and Wang, ACM MM 2019).
 
-The network (paper Sec. 3.1, Fig. 2) is a 3x3 feature conv, six information multi-distillation
-blocks (IMDB), a 1x1 conv fusing the concatenated block outputs, a 3x3 conv with a long skip and a
-single conv + PixelShuffle upsampler. An IMDB (Sec. 3.2, Fig. 3) refines features progressively:
-each of three 3x3 convs keeps a quarter of its output channels ("distilled") and passes the other
-three quarters on; a fourth conv produces the last quarter. The four quarters are concatenated,
-re-weighted by contrast-aware channel attention (CCA: per-channel standard deviation + mean,
-then a 1x1 bottleneck and a sigmoid) and fused by a 1x1 conv with a residual connection.
-Activations are LeakyReLU(0.05); the fourth conv has none.
+The network (paper, section "Proposed Method", framework) is a 3x3 feature conv, six information
+multi-distillation blocks (IMDB), a 1x1 conv fusing the concatenated block outputs, a 3x3 conv with
+a long skip and a single conv + PixelShuffle upsampler. An IMDB (same section, "Information
+multi-distillation block": progressive refinement module and contrast-aware channel attention)
+refines features progressively: each of three 3x3 convs keeps a quarter of its output channels
+("distilled") and passes the other three quarters on; a fourth conv produces the last quarter. The
+four quarters are concatenated, re-weighted by contrast-aware channel attention (CCA: per-channel
+standard deviation + mean, then a 1x1 bottleneck and a sigmoid) and fused by a 1x1 conv with a
+residual connection. Activations are LeakyReLU(0.05); the fourth conv has none.
 
 Module and parameter names match the authors' checkpoints (``fea_conv``, ``IMDB1`` ..
 ``IMDB6``, ``c``, ``LR_conv``, ``upsampler``), so ``IMDN_x{2,3,4}.pth`` load directly; their
@@ -26,7 +27,7 @@ __all__ = ['CCALayer', 'IMDB', 'IMDN']
 
 
 class CCALayer(nn.Module):
-    """Contrast-aware channel attention (IMDN Sec. 3.2).
+    """Contrast-aware channel attention (IMDN, "Information multi-distillation block").
 
     The channel statistic is the sum of the spatial standard deviation (population, i.e. divided by
     H*W) and the spatial mean, which the paper argues suits low-level vision better than the mean
@@ -53,7 +54,7 @@ class CCALayer(nn.Module):
 
 
 class IMDB(nn.Module):
-    """Information multi-distillation block (IMDN Sec. 3.2, Fig. 3).
+    """Information multi-distillation block (IMDN, "Information multi-distillation block").
 
     Args:
         channels (int): Channels in and out (64 in IMDN).
@@ -83,7 +84,7 @@ class IMDB(nn.Module):
 
 @ARCH_REGISTRY.register()
 class IMDN(CheckedLoadMixin, nn.Module):
-    """IMDN for x2 / x3 / x4 bicubic SR (IMDN Sec. 3.1).
+    """IMDN for x2 / x3 / x4 bicubic SR.
 
     Fully convolutional, so any input size works without padding; the output is exactly
     ``upscale`` times the input.

@@ -1,16 +1,18 @@
 """NAFNet, a comparison baseline: "Simple Baselines for Image Restoration" (Chen, Chu, Zhang and Sun,
 ECCV 2022).
 
-The paper strips a U-Net of transformer-like blocks down to a nonlinear-activation-free block:
+The paper first builds a simple baseline (section "Build A Simple Baseline": U-Net architecture,
+LayerNorm, GELU, channel attention) and then removes the nonlinear activations from it (section
+"Nonlinear Activation Free Network": SimpleGate and simplified channel attention):
 
-* ``NAFBlock`` (Sec. 3.2-3.3, Fig. 3c): LayerNorm -> 1x1 conv (x2 channels) -> 3x3 depthwise conv
-  -> SimpleGate (split channels in half, multiply) -> simplified channel attention (global average
-  pool + 1x1 conv, multiplied in) -> 1x1 conv, added back with a learned per-channel scale ``beta``;
-  then a gated feed-forward part (LayerNorm -> 1x1 conv x2 -> SimpleGate -> 1x1 conv) with scale
-  ``gamma``. Both scales start at zero, so every block starts as the identity.
-* ``NAFNet`` (Sec. 3.1, Fig. 2): 3x3 intro conv, encoder stages separated by 2x2 stride-2 convs
-  that double the width, middle blocks, decoder stages with 1x1 conv + PixelShuffle upsampling and
-  additive skips, a 3x3 ending conv and a global residual.
+* ``NAFBlock``: LayerNorm -> 1x1 conv (x2 channels) -> 3x3 depthwise conv -> SimpleGate (split
+  the channels in half, multiply) -> simplified channel attention (global average pool + 1x1 conv,
+  multiplied in) -> 1x1 conv, added back with a learned per-channel scale ``beta``; then a gated
+  feed-forward part (LayerNorm -> 1x1 conv x2 -> SimpleGate -> 1x1 conv) with scale ``gamma``.
+  Both scales start at zero, so every block starts as the identity.
+* ``NAFNet`` (the single-stage U-Net of the baseline section): 3x3 intro conv, encoder stages
+  separated by 2x2 stride-2 convs that double the width, middle blocks, decoder stages with 1x1
+  conv + PixelShuffle upsampling and additive skips, a 3x3 ending conv and a global residual.
 * TLC (test-time local converter; Chu et al., "Improving Image Restoration by Revisiting Global
   Information Aggregation", ECCV 2022), used by NAFNet for its GoPro / REDS numbers: the global
   average pool in SCA is replaced by an average over a local window as large as 1.5x the training
@@ -75,7 +77,7 @@ class LayerNorm2d(nn.Module):
 
 
 class SimpleGate(nn.Module):
-    """SimpleGate (NAFNet Sec. 3.3): split the channels in two halves and multiply them.
+    """SimpleGate (NAFNet, "Nonlinear Activation Free Network"): multiply the two channel halves.
 
     It replaces GELU: a gated linear unit without the nonlinearity, which the paper shows is enough
     because the product itself is nonlinear.
@@ -123,7 +125,7 @@ class LocalAvgPool2d(nn.Module):
 
 
 class NAFBlock(nn.Module):
-    """Nonlinear-activation-free block (NAFNet Sec. 3.3, Fig. 3c).
+    """Nonlinear-activation-free block (NAFNet, "Nonlinear Activation Free Network").
 
     Args:
         c (int): Channels.
@@ -176,7 +178,7 @@ def _tlc_window(train_size, ratio, level):
 
 @ARCH_REGISTRY.register()
 class NAFNet(CheckedLoadMixin, nn.Module):
-    """NAFNet U-Net (NAFNet Sec. 3.1, Fig. 2) with optional TLC.
+    """NAFNet U-Net with optional TLC.
 
     Any input size works: the input is zero-padded to a multiple of ``2 ** len(enc_blk_nums)``
     and the output cropped back.
