@@ -73,3 +73,31 @@ FULL += [
     Case('GRL', dict(variant='B', upscale=1, task='denoise'), params=19.81e6, rtol=0.03),
     Case('GRL', dict(variant='B', upscale=1, task='deblur'), params=19.81e6, rtol=0.03),
 ]
+
+# --- M3SNet, IRNeXt, Hi-IR (comparison networks II) ---
+_HIIR_TINY = dict(depths=[1, 1], num_heads=2, patch_size=2, region_size=4)
+TINY += [
+    Case('M3SNet', dict(width=8, enc_blk_nums=[1, 1, 1], middle_blk_num=1, dec_blk_nums=[1, 1, 1], num_heads=2)),
+    Case('M3SNet', dict(width=8, enc_blk_nums=[1, 1], middle_blk_num=2, dec_blk_nums=[1, 1], num_heads=2,
+                        ffm_order='released')),
+    # multi_output=False: this contract backpropagates the full-resolution output only; the 1/4 and 1/2
+    # heads are trained by IRNeXtLoss through return_all and are covered in tests/test_irnext.py
+    Case('IRNeXt', dict(width=8, num_blocks=2, multi_output=False)),
+    Case('HiIR', dict(upscale=2, embed_dim=12, **_HIIR_TINY), scale=2),
+    Case('HiIR', dict(upscale=3, embed_dim=12, **_HIIR_TINY), scale=3),
+    Case('HiIR', dict(upscale=1, embed_dim=8, depths=[1, 1, 1, 1], num_heads=2, patch_size=2, region_size=4)),
+]
+FULL += [
+    # M3SNet: 16.73 / 66.36 M (GoPro, width 32 / 64)
+    Case('M3SNet', dict(variant='GoPro-width32'), params=16.73e6, rtol=0.01),
+    Case('M3SNet', dict(variant='GoPro-width64'), params=66.36e6, rtol=0.01),
+    # IRNeXt: Table 6 (GoPro, 13.21 M), Table 13 (16 blocks = n 15 of Sec. 4, 14.76 M), Table 2 (dehazing, 5.46 M)
+    Case('IRNeXt', dict(variant='gopro'), params=13.21e6, rtol=0.01),
+    Case('IRNeXt', dict(variant='deblur'), params=14.76e6, rtol=0.01),
+    Case('IRNeXt', dict(variant='dehaze'), params=5.46e6, rtol=0.01),
+    # Hi-IR-B: Table 8 (SR x2 / x3 / x4: 14.68 / 14.87 / 14.83 M), Tables 6 and 9 (U-shape denoising: 22.33 M)
+    Case('HiIR', dict(variant='B', upscale=2), scale=2, params=14.68e6, rtol=0.03),
+    Case('HiIR', dict(variant='B', upscale=3), scale=3, params=14.87e6, rtol=0.03),
+    Case('HiIR', dict(variant='B', upscale=4), scale=4, params=14.83e6, rtol=0.03),
+    Case('HiIR', dict(variant='B', upscale=1), params=22.33e6, rtol=0.03),
+]

@@ -46,7 +46,10 @@ outputs (1/4, 1/2, full, coarse to fine) are returned as a list when ``forward(x
 is called, or in training mode when the network is built with ``return_all_train=True`` (the
 option-file route: ``network_g: {type: IRNeXt, return_all_train: true}`` together with
 ``pixel_opt: {type: IRNeXtLoss}``). Evaluation (``net.eval()``) always returns the tensor, so
-validation and EMA copies are unaffected.
+validation and EMA copies are unaffected. The low-resolution heads are only evaluated when their
+outputs are returned. ``multi_output=False`` builds IRNeXt without them, for training with a
+single-output loss (e.g. ECMA's L1 + FFTLoss recipe); their parameters (5.2 k at width 32) would
+otherwise never be trained.
 """
 import math
 
@@ -184,10 +187,13 @@ class IRNeXt(nn.Module):
         kernel_size (int): LAM region K (Sec. 4). Default: 3.
         return_all_train (bool): In training mode return ``[out_1/4, out_1/2, out_full]`` so that
             :class:`~ecma_basicsr.losses.irnext_loss.IRNeXtLoss` sees all outputs. Default: False.
+        multi_output (bool): Build the 1/4 and 1/2 prediction heads (the paper's model). False gives
+            a single-output IRNeXt for single-output losses (e.g. L1 + FFTLoss), without heads
+            that would never be trained. Default: True.
     """
 
     def __init__(self, variant=None, in_channels=3, width=None, num_blocks=None, groups=8, kernel_size=3,
-                 return_all_train=False):
+                 return_all_train=False, multi_output=True):
         super().__init__()
         cfg = dict(IRNEXT_VARIANTS['gopro'])
         if variant is not None:
@@ -197,7 +203,10 @@ class IRNeXt(nn.Module):
             cfg.update(IRNEXT_VARIANTS[key])
         width = cfg['width'] if width is None else width
         num_blocks = cfg['num_blocks'] if num_blocks is None else num_blocks
+        if return_all_train and not multi_output:
+            raise ValueError('IRNeXt: return_all_train needs multi_output=True (the low-resolution heads).')
         self.return_all_train = return_all_train
+        self.multi_output = multi_output
         c1, c2, c3 = width, width * 2, width * 4
         # two U-Net downsamplings, then MSM pools the 1/4 level by 8 and upsamples x2 per branch
         self.pad_multiple = 4 * 8
@@ -214,11 +223,11 @@ class IRNeXt(nn.Module):
         self.enc3 = CNNBlock(c3, num_blocks, groups, kernel_size)
 
         self.dec3 = CNNBlock(c3, num_blocks, groups, kernel_size)
-        self.out3 = nn.Conv2d(c3, in_channels, 3, padding=1)
+        self.out3 = nn.Conv2d(c3, in_channels, 3, padding=1) if multi_output else None
         self.up3 = nn.Sequential(nn.ConvTranspose2d(c3, c2, 4, stride=2, padding=1), nn.GELU())
         self.reduce2 = nn.Sequential(nn.Conv2d(2 * c2, c2, 1), nn.GELU())
         self.dec2 = CNNBlock(c2, num_blocks, groups, kernel_size)
-        self.out2 = nn.Conv2d(c2, in_channels, 3, padding=1)
+        self.out2 = nn.Conv2d(c2, in_channels, 3, padding=1) if multi_output else None
         self.up2 = nn.Sequential(nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.GELU())
         self.reduce1 = nn.Sequential(nn.Conv2d(2 * c1, c1, 1), nn.GELU())
         self.dec1 = CNNBlock(c1, num_blocks, groups, kernel_size)
@@ -235,6 +244,8 @@ class IRNeXt(nn.Module):
         """
         if return_all is None:
             return_all = self.return_all_train and self.training
+        if return_all and not self.multi_output:
+            raise ValueError('IRNeXt was built with multi_output=False: there is only the full-resolution output.')
         inp, (h, w) = pad_to_multiple(x, self.pad_multiple, mode='reflect')
         inp2 = F.avg_pool2d(inp, 2)
         inp3 = F.avg_pool2d(inp2, 2)
@@ -244,13 +255,13 @@ class IRNeXt(nn.Module):
         e3 = self.enc3(self.merge3(torch.cat([self.down2(e2), self.convs3(inp3)], dim=1)))
 
         d3 = self.dec3(e3)
-        out3 = self.out3(d3) + inp3
         d2 = self.dec2(self.reduce2(torch.cat([self.up3(d3), e2], dim=1)))
-        out2 = self.out2(d2) + inp2
         d1 = self.dec1(self.reduce1(torch.cat([self.up2(d2), e1], dim=1)))
         out1 = crop_to(self.out1(d1) + inp, (h, w))
-        if not return_all:
+        if not return_all:  # the low-resolution heads only serve the multi-output loss
             return out1
+        out3 = self.out3(d3) + inp3
+        out2 = self.out2(d2) + inp2
         # crop the low-resolution outputs to the footprint of the unpadded image
         h2, w2, h3, w3 = math.ceil(h / 2), math.ceil(w / 2), math.ceil(h / 4), math.ceil(w / 4)
         return [out3[..., :h3, :w3], out2[..., :h2, :w2], out1]
