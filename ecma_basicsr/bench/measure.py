@@ -1,0 +1,153 @@
+"""Timing, peak memory and the machine's float32 GEMM ceiling, measured the same way for every network.
+
+* :func:`gemm_throughput`: MAC/s of an ``n x n @ n x n`` float32 matmul (median of timed runs),
+  the ceiling each network's achieved MAC/s is compared with.
+* :func:`time_forward`: warm-up runs, then ``repeats`` timed runs of ``fn`` (CUDA synchronised
+  before the clock is read); the statistics of :func:`summarize`.
+* :class:`PeakMemory`: peak memory of a code block above a baseline: on CUDA
+  ``torch.cuda.max_memory_allocated``; on CPU the process's peak resident set (``VmHWM`` of
+  ``/proc/self/status``, reset through ``/proc/self/clear_refs``; ``ru_maxrss`` where that is
+  not possible, which only grows, so sizes must go small to large).
+"""
+import os
+import re
+import resource
+import statistics
+import time
+
+import torch
+
+
+def sync(device):
+    if str(device).startswith('cuda'):
+        torch.cuda.synchronize(device)
+
+
+def summarize(times):
+    """Median, mean, min, max, IQR (when >= 4 runs) of ``times`` in seconds, returned in ms."""
+    ms = sorted(t * 1e3 for t in times)
+    out = dict(median=statistics.median(ms), mean=statistics.fmean(ms), min=ms[0], max=ms[-1], runs=len(ms))
+    if len(ms) >= 4:
+        q = statistics.quantiles(ms, n=4)
+        out['iqr'] = q[2] - q[0]
+    return out
+
+
+def time_forward(fn, device='cpu', warmup=1, repeats=5, budget=None):
+    """Run ``fn`` ``warmup`` times, then time ``repeats`` runs.
+
+    Args:
+        fn (callable): The forward (already under ``torch.inference_mode``).
+        device (str): For CUDA synchronisation.
+        warmup (int): Untimed runs first (allocations, FFT plans, 'auto' path choices).
+        repeats (int): Timed runs.
+        budget (float | None): Seconds for warm-up plus timed runs; after the warm-up the number of
+            timed runs is cut so that they fit (at least one run is always timed).
+
+    Returns:
+        dict: :func:`summarize` of the timed runs plus ``first_s`` (the first warm-up run).
+    """
+    first = None
+    begin = time.perf_counter()
+    for _ in range(warmup):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        first = first if first is not None else time.perf_counter() - start
+    if budget is not None and first is not None and first > 0:
+        left = budget - (time.perf_counter() - begin)
+        repeats = max(1, min(repeats, int(left / first)))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    out = summarize(times)
+    out['first_s'] = first
+    return out
+
+
+def gemm_throughput(n=1536, repeats=3, device='cpu'):
+    """Float32 GEMM MAC/s on ``device`` at the current thread count (median of ``repeats``)."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(device)
+    b = torch.randn(n, n, generator=gen).to(device)
+    with torch.inference_mode():
+        res = time_forward(lambda: a @ b, device, warmup=1, repeats=repeats)
+    return n ** 3 / (res['median'] / 1e3)
+
+
+def _proc_status(key):
+    try:
+        with open('/proc/self/status') as f:
+            m = re.search(rf'^{key}:\s+(\d+)\s+kB', f.read(), re.M)
+        return int(m.group(1)) * 1024 if m else None
+    except OSError:
+        return None
+
+
+def _reset_peak_rss():
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def current_rss():
+    rss = _proc_status('VmRSS')
+    return rss if rss is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class PeakMemory:
+    """``with PeakMemory(device, baseline) as pm: ...``; then ``pm.peak_bytes`` above ``baseline``.
+
+    Args:
+        device (str): 'cpu' or 'cuda[:i]'.
+        baseline (int | None): Bytes to subtract (default: the current usage when entering).
+    """
+
+    def __init__(self, device='cpu', baseline=None):
+        self.device, self.baseline, self.peak_bytes, self.method = str(device), baseline, None, None
+
+    def __enter__(self):
+        if self.device.startswith('cuda'):
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            if self.baseline is None:
+                self.baseline = torch.cuda.memory_allocated(self.device)
+            self.method = 'cuda max_memory_allocated'
+        else:
+            reset = _reset_peak_rss()
+            if self.baseline is None:
+                self.baseline = current_rss()
+            self.method = 'VmHWM (reset)' if reset else 'ru_maxrss (not resettable)'
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.startswith('cuda'):
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            peak = _proc_status('VmHWM') if self.method.startswith('VmHWM') else None
+            if peak is None:
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self.peak_bytes = max(0, peak - self.baseline)
+        return False
+
+
+def device_name(device='cpu'):
+    """Human-readable device: the GPU name, or the CPU model and logical core count."""
+    if str(device).startswith('cuda'):
+        return torch.cuda.get_device_name(device)
+    model = None
+    try:
+        with open('/proc/cpuinfo') as f:
+            m = re.search(r'^model name\s*:\s*(.+)$', f.read(), re.M)
+            model = m.group(1).strip() if m else None
+    except OSError:
+        pass
+    import platform
+    return f'{model or platform.processor() or platform.machine()} ({os.cpu_count()} logical cores)'
