@@ -66,6 +66,7 @@ def write_yaml(path, opt):
 
 def run_cli(args, cwd, timeout=300, env=None):
     """Run ``basicsr <args>`` as the user would (a fresh process); returns CompletedProcess."""
-    full_env = dict(os.environ, OMP_NUM_THREADS='2', **(env or {}))
+    full_env = dict(os.environ, OMP_NUM_THREADS='2')
+    full_env.update(env or {})  # callers may override OMP_NUM_THREADS too
     return subprocess.run([sys.executable, '-m', 'ecma_basicsr.cli', *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env=full_env)

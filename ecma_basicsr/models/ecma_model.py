@@ -10,10 +10,19 @@ Adds to ``basicsr.models.SRModel``:
   option file, not the saved state, so ``--force_yml train:total_iter=... train:scheduler:periods=[...]``
   can extend a finished run (BasicSR 1.4.2 crashes with a TypeError past the saved periods);
 * a non-finite loss stops training with the iteration in the message, before the optimizer
-  step, so no checkpoint with broken weights is ever written and the last good one stays.
+  step, so no checkpoint with broken weights is ever written and the last good one stays;
+* ``train: use_amp: bf16 | fp16`` - mixed precision: the network's forward runs under
+  ``torch.autocast``, the losses in float32; fp16 adds a ``GradScaler`` whose state is saved in
+  the training state. The FFTs (``LargeKernelConv``, ``FFTLoss``) always run in float32;
+* ``train: compile: true`` - ``torch.compile`` of the network (off by default; see
+  :meth:`ECMAModel.compile_network`).
+
+Resume (data position, RNG states) and atomic checkpoints are handled for every BasicSR model
+by :mod:`ecma_basicsr.utils.train_state`.
 
 Validation (PSNR/SSIM per the ``val: metrics`` options) is SRModel's.
 """
+import contextlib
 from collections import OrderedDict
 
 import torch
@@ -36,6 +45,25 @@ def make_optimizer(optim_type, params, lr, **kwargs):
     return getattr(torch.optim, optim_type)(params, lr, **kwargs)
 
 
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def amp_dtype(value, device):
+    """The autocast dtype for ``train: use_amp`` (None when off), checked against the device.
+
+    Args:
+        value: ``bf16``, ``fp16``, or false / ``none`` / ``fp32`` for full precision.
+        device (torch.device): Where the network runs.
+    """
+    if value in (None, False) or (isinstance(value, str) and value.lower() in ('none', 'false', 'fp32', 'off')):
+        return None
+    if value not in AMP_DTYPES:
+        raise ValueError(f"train:use_amp must be bf16, fp16 or false, got {value!r}.")
+    if value == 'bf16' and device.type == 'cuda' and not torch.cuda.is_bf16_supported():
+        raise ValueError('train:use_amp is bf16 but this GPU has no bfloat16 support; use fp16.')
+    return AMP_DTYPES[value]
+
+
 @MODEL_REGISTRY.register()
 class ECMAModel(SRModel):
     """Image restoration model for ECMA (and any network: it only adds losses/optimizers)."""
@@ -44,7 +72,43 @@ class ECMAModel(SRModel):
         train_opt = self.opt['train']
         self.cri_freq = build_loss(train_opt['fft_opt']).to(self.device) if train_opt.get('fft_opt') else None
         self.grad_clip = train_opt.get('grad_clip')
+        self.amp_dtype = amp_dtype(train_opt.get('use_amp'), self.device)
+        self.grad_scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        compile_opt = train_opt.get('compile', False)
+        if compile_opt:
+            self.compile_network({} if compile_opt is True else compile_opt)
         super().init_training_settings()
+
+    def compile_network(self, kwargs=None):
+        """``torch.compile`` the network in place (``nn.Module.compile``).
+
+        ``train: compile`` is ``true`` or a dict of ``torch.compile`` arguments (``mode``,
+        ``backend``, ``dynamic``, ``fullgraph``). The module keeps its class and state-dict keys,
+        so checkpoints, EMA and DDP are unchanged. Inductor has no code generation for complex
+        tensors: the FFTs of ``LargeKernelConv`` / ``FFTLoss`` run as eager fallbacks inside the
+        compiled graph (torch warns once) and the real-valued rest is compiled. On CPU inductor
+        needs a C++ compiler and the first iterations take minutes.
+        """
+        kwargs = {} if kwargs is None else kwargs
+        valid = ('mode', 'backend', 'dynamic', 'fullgraph', 'options')
+        if not isinstance(kwargs, dict) or set(kwargs) - set(valid):
+            raise ValueError(f'train:compile must be true, false or a dict with keys {", ".join(valid)}; '
+                             f'got {kwargs!r}.')
+        self.get_bare_model(self.net_g).compile(**kwargs)
+
+    def autocast(self):
+        """Context for the forward pass: autocast when ``use_amp`` is set, else nothing."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def extra_training_state(self):
+        """Entries added to ``<iter>.state``: the fp16 grad scaler."""
+        return {'grad_scaler': self.grad_scaler.state_dict()} if self.grad_scaler is not None else {}
+
+    def load_extra_training_state(self, state):
+        if self.grad_scaler is not None and state.get('grad_scaler'):
+            self.grad_scaler.load_state_dict(state['grad_scaler'])
 
     def get_optimizer(self, optim_type, params, lr, **kwargs):
         return make_optimizer(optim_type, params, lr, **kwargs)
@@ -79,7 +143,10 @@ class ECMAModel(SRModel):
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
-        self.output = self.net_g(self.lq)
+        with self.autocast():
+            self.output = self.net_g(self.lq)
+        if self.amp_dtype is not None:
+            self.output = self.output.float()  # losses in float32
         l_total, terms = self.compute_losses()
         if not torch.isfinite(l_total):
             values = ', '.join(f'{k}={v.item():.4g}' for k, v in terms.items())
@@ -87,10 +154,17 @@ class ECMAModel(SRModel):
                 f'non-finite loss at iteration {current_iter} ({values}); training stopped before the '
                 f'optimizer step. Last good training state: {self.last_checkpoint()}. Lower the learning '
                 f'rate or set train:grad_clip, then resume with --auto_resume.')
-        l_total.backward()
+        scaler = self.grad_scaler
+        (scaler.scale(l_total) if scaler is not None else l_total).backward()
         if self.grad_clip:
+            if scaler is not None:
+                scaler.unscale_(self.optimizer_g)
             torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.grad_clip)
-        self.optimizer_g.step()
+        if scaler is not None:
+            scaler.step(self.optimizer_g)  # skipped when the scaled gradients overflowed
+            scaler.update()
+        else:
+            self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(terms)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
