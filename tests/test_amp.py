@@ -92,6 +92,15 @@ def test_compile_option_compiles_in_place_and_keeps_checkpoint_keys(tmp_path):
         build_model(model_opt(tmp_path, compile={'modee': 'max-autotune'}))
 
 
+def test_deterministic_option_turns_cudnn_autotuning_off(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', True)
+    monkeypatch.setattr(torch.backends.cudnn, 'deterministic', False)
+    build_model(model_opt(tmp_path))
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    build_model(model_opt(tmp_path, deterministic=True))
+    assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
+
+
 @pytest.mark.skipif(os.environ.get('ECMA_SLOW_TESTS') != '1', reason='inductor compile takes minutes on CPU; '
                     'set ECMA_SLOW_TESTS=1 to run it')
 def test_inductor_compiled_training_matches_eager(tmp_path):

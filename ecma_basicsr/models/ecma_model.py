@@ -15,7 +15,9 @@ Adds to ``basicsr.models.SRModel``:
   ``torch.autocast``, the losses in float32; fp16 adds a ``GradScaler`` whose state is saved in
   the training state. The FFTs (``LargeKernelConv``, ``FFTLoss``) always run in float32;
 * ``train: compile: true`` - ``torch.compile`` of the network (off by default; see
-  :meth:`ECMAModel.compile_network`).
+  :meth:`ECMAModel.compile_network`);
+* ``train: deterministic: true`` - cuDNN autotuning off and deterministic cuDNN kernels, so GPU
+  runs (and resumed runs) repeat exactly.
 
 Resume (data position, RNG states) and atomic checkpoints are handled for every BasicSR model
 by :mod:`ecma_basicsr.utils.train_state`.
@@ -74,6 +76,10 @@ class ECMAModel(SRModel):
         self.grad_clip = train_opt.get('grad_clip')
         self.amp_dtype = amp_dtype(train_opt.get('use_amp'), self.device)
         self.grad_scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        if train_opt.get('deterministic'):
+            # BasicSR's train_pipeline turns cuDNN autotuning on; it may pick different kernels per run.
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
         compile_opt = train_opt.get('compile', False)
         if compile_opt:
             self.compile_network({} if compile_opt is True else compile_opt)
