@@ -19,7 +19,7 @@ def test_fft_conv_equals_spatial_conv(k, hw, group_in):
     assert (fft_grouped_conv(x, w, b) - ref).abs().max().item() <= 1e-4
     # and against PyTorch's own 'same' padding, so the padding convention is the standard one
     torch_same = torch.nn.functional.conv2d(x, w, b, padding='same', groups=4)
-    assert (ref - torch_same).abs().max().item() <= 1e-5
+    assert (ref - torch_same).abs().max().item() <= 1e-4
 
 
 def test_fft_conv_gradients_match_spatial():

@@ -53,7 +53,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from ecma_basicsr.utils.state_dict_check import CheckedLoadMixin
 
 from .arch_util import crop_to, pad_to_multiple
-from .fft_conv import LargeKernelConv
+from .fft_conv import GroupedSameConv, LargeKernelConv
 from .nafnet_arch import LayerNorm2d
 
 VARIANTS = {
@@ -131,7 +131,7 @@ class LAM(nn.Module):
         if fft:
             self.conv_ctx = LargeKernelConv(context_channels, channels, kernel_size, mode=large_kernel_mode)
         else:
-            self.conv_ctx = nn.Conv2d(context_channels, channels, kernel_size, padding='same', groups=channels)
+            self.conv_ctx = GroupedSameConv(context_channels, channels, kernel_size)
         branches = COMBINES[combine]
         self.out_channels = branches * channels
         self.norm = nn.GroupNorm(branches, self.out_channels)
