@@ -60,6 +60,7 @@ from torch import nn
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from ecma_basicsr.archs.arch_util import crop_to, pad_to_multiple
+from ecma_basicsr.utils.state_dict_check import CheckedLoadMixin
 
 # Residual blocks per CNNBlock (MSM block included), Table 13 convention; see module docstring.
 IRNEXT_VARIANTS = {
@@ -174,7 +175,7 @@ class ConvS(nn.Module):
 
 
 @ARCH_REGISTRY.register()
-class IRNeXt(nn.Module):
+class IRNeXt(CheckedLoadMixin, nn.Module):
     """IRNeXt: multi-input multi-output convolutional U-Net with MSM/LAM (ICML 2023).
 
     Args:
@@ -207,6 +208,7 @@ class IRNeXt(nn.Module):
             raise ValueError('IRNeXt: return_all_train needs multi_output=True (the low-resolution heads).')
         self.return_all_train = return_all_train
         self.multi_output = multi_output
+        self.width, self.num_blocks = width, num_blocks
         c1, c2, c3 = width, width * 2, width * 4
         # two U-Net downsamplings, then MSM pools the 1/4 level by 8 and upsamples x2 per branch
         self.pad_multiple = 4 * 8
@@ -265,3 +267,15 @@ class IRNeXt(nn.Module):
         # crop the low-resolution outputs to the footprint of the unpadded image
         h2, w2, h3, w3 = math.ceil(h / 2), math.ceil(w / 2), math.ceil(h / 4), math.ceil(w / 4)
         return [out3[..., :h3, :w3], out2[..., :h2, :w2], out1]
+
+    def config_summary(self):
+        return f'IRNeXt(width={self.width}, num_blocks={self.num_blocks}, multi_output={self.multi_output})'
+
+    def checkpoint_hint(self, state_dict):
+        """Width and blocks per CNNBlock read off the checkpoint."""
+        w = state_dict.get('shallow.weight')
+        if w is None:
+            return None
+        blocks = 1 + max((int(k.split('.')[1]) for k in state_dict if k.startswith('enc1.')), default=0)
+        heads = 'with' if 'out2.weight' in state_dict else 'without'
+        return f'the checkpoint looks like width={w.shape[0]}, num_blocks={blocks}, {heads} the low-resolution heads.'
