@@ -39,12 +39,17 @@ def _env(**extra):
     return env
 
 
-def _worker(record_dir, args, torchrun_args=None, env=None):
-    """Run the recording worker, under ``python -m torch.distributed.run <torchrun_args>`` when given."""
+def _worker(record_dir, args, torchrun_args=None):
+    """Start the recording worker, under ``python -m torch.distributed.run <torchrun_args>`` when given."""
     launcher = [sys.executable] + (['-m', 'torch.distributed.run', *torchrun_args] if torchrun_args else [])
-    cmd = [*launcher, osp.join(HERE, 'test_dist.py'), str(record_dir), *args]
-    return subprocess.run(cmd, cwd=str(record_dir.parent), capture_output=True, text=True, timeout=400,
-                          env=env or _env())
+    return subprocess.Popen([*launcher, osp.join(HERE, 'test_dist.py'), str(record_dir), *args],
+                            cwd=str(record_dir.parent), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env())
+
+
+def _finish(proc):
+    out, err = proc.communicate(timeout=400)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _free_port():
@@ -61,10 +66,10 @@ def runs(tmp_path_factory):
     one = write_yaml(root / 'one.yml', dist_options('one', gt, lq, batch=4))
     (root / 'rec_two').mkdir()
     (root / 'rec_one').mkdir()
-    res_two = _worker(root / 'rec_two', ['train', '-opt', str(two), '--launcher', 'pytorch'],
-                      torchrun_args=('--standalone', '--nproc_per_node=2'))
-    res_one = _worker(root / 'rec_one', ['train', '-opt', str(one)])
-    return root, res_two, res_one
+    two_procs = _worker(root / 'rec_two', ['train', '-opt', str(two), '--launcher', 'pytorch'],
+                        torchrun_args=('--standalone', '--nproc_per_node=2'))
+    one_proc = _worker(root / 'rec_one', ['train', '-opt', str(one)])
+    return root, _finish(two_procs), _finish(one_proc)
 
 
 def _weights(rec, rank, it):
@@ -111,7 +116,7 @@ def test_slurm_launch_on_cpu(tmp_path):
     gt, lq = make_sr_folders(str(tmp_path / 'data'), n=4, size=32)
     opt = dist_options('slurm', gt, lq, batch=1)
     opt['train']['total_iter'] = 1
-    opt['val']['save_img'] = False
+    del opt['val'], opt['datasets']['val']
     opt['dist_params'] = {'backend': 'nccl', 'port': _free_port()}  # no GPU here: falls back to gloo
     opt_file = write_yaml(tmp_path / 'slurm.yml', opt)
     (tmp_path / 'rec').mkdir()

@@ -21,7 +21,7 @@ import sys
 import pytest
 import torch
 
-from helpers import make_sr_folders, run_cli, tiny_sr_options, write_yaml
+from helpers import make_sr_folders, tiny_sr_options, write_yaml
 
 HERE = osp.dirname(osp.abspath(__file__))
 ONE_THREAD = {'OMP_NUM_THREADS': '1'}  # deterministic and fast while other jobs share the CPU
@@ -36,11 +36,21 @@ def resume_options(name, train_dirs, val_dirs, workers=0):
     return opt
 
 
-def run_killed(args, cwd, kill_at):
-    """Run ``basicsr <args>`` in a process that SIGKILLs itself right after iteration ``kill_at``."""
-    env = dict(os.environ, **ONE_THREAD)
-    return subprocess.run([sys.executable, osp.join(HERE, 'test_resume.py'), str(kill_at), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300, env=env)
+def start(args, cwd, kill_at=None):
+    """Start ``basicsr <args>`` (one thread); with ``kill_at`` it SIGKILLs itself after that iteration."""
+    cmd = [sys.executable, '-m', 'ecma_basicsr.cli'] if kill_at is None else \
+        [sys.executable, osp.join(HERE, 'test_resume.py'), str(kill_at)]
+    return subprocess.Popen([*cmd, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **ONE_THREAD))
+
+
+def finish(*procs):
+    """Wait for the processes; returns their CompletedProcess records."""
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return done
 
 
 @pytest.fixture(scope='module')
@@ -48,19 +58,19 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp('resume')
     train_dirs = make_sr_folders(str(root / 'data'), n=6, size=48)
     val_dirs = make_sr_folders(str(root / 'data_val'), n=2, size=32, seed=1)
-    files = {name: write_yaml(root / f'{name}.yml', resume_options(name, train_dirs, val_dirs, workers=workers))
+    files = {name: str(write_yaml(root / f'{name}.yml', resume_options(name, train_dirs, val_dirs, workers=workers)))
              for name, workers in (('straight', 0), ('killed', 1), ('fallback', 1))}
     result = {'root': root}
-    result['straight'] = run_cli(['train', '-opt', str(files['straight'])], cwd=root, env=ONE_THREAD)
-    result['kill'] = run_killed(['train', '-opt', str(files['killed'])], cwd=root, kill_at=KILL_AT)
+    result['straight'], result['kill'] = finish(start(['train', '-opt', files['straight']], root),
+                                                start(['train', '-opt', files['killed']], root, kill_at=KILL_AT))
     exp = root / 'experiments'
     result['after_kill'] = {sub: sorted(os.listdir(exp / 'killed' / sub)) for sub in ('models', 'training_states')}
     # the same interrupted run, but its newest model file was cut short (e.g. a disk problem)
     shutil.copytree(exp / 'killed', exp / 'fallback')
     newest = exp / 'fallback' / 'models' / f'net_g_{KILL_AT - 1}.pth'
     newest.write_bytes(newest.read_bytes()[:1000])
-    result['resume'] = run_cli(['train', '-opt', str(files['killed']), '--auto_resume'], cwd=root, env=ONE_THREAD)
-    result['fallback'] = run_cli(['train', '-opt', str(files['fallback']), '--auto_resume'], cwd=root, env=ONE_THREAD)
+    result['resume'], result['fallback'] = finish(start(['train', '-opt', files['killed'], '--auto_resume'], root),
+                                                  start(['train', '-opt', files['fallback'], '--auto_resume'], root))
     return result
 
 
