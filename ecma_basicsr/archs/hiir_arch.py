@@ -46,7 +46,7 @@ What the paper's text (ours lost its symbols) leaves open, and how the published
 * U-shape (no widths given): channels C, 2C, 4C on the down stages, the latent stage at 1/8
   resolution with 4C, 2x2 stride-2 convolutions down, 1x1 conv + PixelShuffle up, skip
   concatenated and reduced by a 1x1 conv, global residual, p = 8 and P = 32 at every level,
-  heads 5, 5, 10, 10 (query/key head width 7, 14, 14, 14). C = 70 gives 22.07 M parameters
+  heads 5, 5, 10, 10 (query/key head width 7, 14, 14, 14). C = 70 gives 22.05 M parameters
   (Tab. 6/9: 22.33 M) and 162.4 G MACs at 256 x 256 (Tab. 6: 153.66 G, counted as for SR). Of
   the layouts tried (widths x1,2,4,8 / 1,2,4,6 / 1,2,2,4 / 1,2,4,4, FFN ratio 3 or 4) this is the
   only one within 3 % of the parameter count and closest in cost. It is a reading, not a
