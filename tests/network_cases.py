@@ -17,6 +17,9 @@ class Case:
     # published params (count, relative tolerance); only for FULL cases
     params: float = None
     rtol: float = 0.03
+    # multi-output networks: forward(x, return_all=True) returns every output; the backward
+    # test then trains all of them (the full-resolution one is what validation sees)
+    multi_output: bool = False
 
     @property
     def id(self):
@@ -80,9 +83,7 @@ TINY += [
     Case('M3SNet', dict(width=8, enc_blk_nums=[1, 1, 1], middle_blk_num=1, dec_blk_nums=[1, 1, 1], num_heads=2)),
     Case('M3SNet', dict(width=8, enc_blk_nums=[1, 1], middle_blk_num=2, dec_blk_nums=[1, 1], num_heads=2,
                         ffm_order='released')),
-    # multi_output=False: this contract backpropagates the full-resolution output only; the 1/4 and 1/2
-    # heads are trained by IRNeXtLoss through return_all and are covered in tests/test_irnext.py
-    Case('IRNeXt', dict(width=8, num_blocks=2, multi_output=False)),
+    Case('IRNeXt', dict(width=8, num_blocks=2), multi_output=True),
     Case('HiIR', dict(upscale=2, embed_dim=12, **_HIIR_TINY), scale=2),
     Case('HiIR', dict(upscale=3, embed_dim=12, **_HIIR_TINY), scale=3),
     Case('HiIR', dict(upscale=1, embed_dim=8, depths=[1, 1, 1, 1], num_heads=2, patch_size=2, region_size=4)),

@@ -36,8 +36,9 @@ def test_backward_reaches_every_parameter(case):
     for p in net.parameters():  # zero-initialised scales would hide gradients of inner layers
         if p.dim() == 4 and p.shape[0] == 1 and p.shape[2:] == (1, 1):
             torch.nn.init.constant_(p, 0.1)
-    y = net(torch.rand(2, case.in_ch, 24, 20))
-    y.square().mean().backward()
+    x = torch.rand(2, case.in_ch, 24, 20)
+    outputs = net(x, return_all=True) if case.multi_output else [net(x)]
+    sum(y.square().mean() for y in outputs).backward()
     missing = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f'parameters without gradient: {missing[:5]}'
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
