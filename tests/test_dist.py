@@ -11,12 +11,14 @@ and every file each rank writes: ``python tests/test_dist.py <record_dir> <basic
 import glob
 import os
 import os.path as osp
+import shutil
 import socket
 import subprocess
 import sys
 
 import pytest
 import torch
+import yaml
 
 from helpers import make_sr_folders, tiny_sr_options, write_yaml
 
@@ -26,6 +28,7 @@ ITERS = 3  # 8 images, global batch 4: two iterations per epoch, so the run cros
 
 def dist_options(name, gt, lq, batch):
     opt = tiny_sr_options(name, gt, lq, total_iter=ITERS, save_freq=2)
+    opt['logger']['save_checkpoint_freq'] = 1  # validation stays at every 2nd iteration
     opt['datasets']['train']['batch_size_per_gpu'] = batch
     opt['datasets']['val'] = dict(opt['datasets']['val'], dataroot_gt=gt, dataroot_lq=lq)
     opt['train']['ema_decay'] = 0.9
@@ -104,37 +107,54 @@ def test_only_rank0_logs_and_writes_and_the_log_states_the_global_batch(runs):
     assert not (root / 'rec_two' / 'writes_rank1.txt').exists(), 'rank 1 wrote files'
     written = open(root / 'rec_two' / 'writes_rank0.txt').read().split()
     names = sorted(osp.basename(p) for p in written)
-    assert {'net_g_2.pth', '2.state', 'net_g_latest.pth'} <= set(names)
+    assert {'net_g_1.pth', '1.state', 'net_g_2.pth', '2.state', 'net_g_latest.pth'} <= set(names)
     assert any(n.endswith('_2.png') for n in names), 'rank 0 should save the validation images'
     state = torch.load(exp / 'training_states' / '2.state', weights_only=True)
     assert len(state['rng']) == 2 and state['loop']['world_size'] == 2 and state['loop']['position'] == 8
     assert not torch.equal(state['rng'][0]['torch'], state['rng'][1]['torch']), 'ranks are seeded seed + rank'
 
 
-def test_slurm_launch_on_cpu(tmp_path):
-    """Two processes with SLURM's variables, as srun starts them (MASTER_ADDR given, no scontrol)."""
-    gt, lq = make_sr_folders(str(tmp_path / 'data'), n=4, size=32)
-    opt = dist_options('slurm', gt, lq, batch=1)
-    opt['train']['total_iter'] = 1
-    del opt['val'], opt['datasets']['val']
-    opt['dist_params'] = {'backend': 'nccl', 'port': _free_port()}  # no GPU here: falls back to gloo
-    opt_file = write_yaml(tmp_path / 'slurm.yml', opt)
-    (tmp_path / 'rec').mkdir()
+def test_slurm_launch_resumes_the_torchrun_run_exactly(runs):
+    """srun-style start (SLURM variables, MASTER_ADDR given, no scontrol) of 2 processes that
+    --auto_resume a copy of the torchrun run from its iteration-1 checkpoint (mid-epoch): iterations
+    2 and 3 must repeat the uninterrupted run's steps on both ranks."""
+    root, res_two, _ = runs
+    assert res_two.returncode == 0, res_two.stderr[-3000:]
+    exp = root / 'experiments'
+    shutil.copytree(exp / 'two', exp / 'again')
+    for it in (2, 3):  # as if the run had been killed after its iteration-1 checkpoint
+        os.remove(exp / 'again' / 'models' / f'net_g_{it}.pth')
+        os.remove(exp / 'again' / 'training_states' / f'{it}.state')
+    opt = yaml.safe_load(open(root / 'two.yml'))
+    opt.update(name='again', dist_params={'backend': 'nccl', 'port': _free_port()})  # no GPU: falls back to gloo
+    opt_file = write_yaml(root / 'again.yml', opt)
+    rec = root / 'rec_again'
+    rec.mkdir()
     procs = []
     for rank in range(2):
         env = _env(SLURM_PROCID=str(rank), SLURM_NTASKS='2', SLURM_LOCALID=str(rank), SLURM_NODELIST='localhost',
                    MASTER_ADDR='127.0.0.1')
-        cmd = [sys.executable, osp.join(HERE, 'test_dist.py'), str(tmp_path / 'rec'), 'train', '-opt', str(opt_file),
-               '--launcher', 'slurm']
-        procs.append(subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cmd = [sys.executable, osp.join(HERE, 'test_dist.py'), str(rec), 'train', '-opt', str(opt_file),
+               '--launcher', 'slurm', '--auto_resume']
+        procs.append(subprocess.Popen(cmd, cwd=str(root), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    assert 'backend is nccl but no CUDA GPU is visible; using gloo' in outs[0][1]
-    log = open(glob.glob(str(tmp_path / 'experiments' / 'slurm' / 'train_*.log'))[0]).read()
-    assert 'World size (gpu number): 2' in log and 'Global batch size: 1 x 2 = 2' in log
-    assert torch.equal(_weights(tmp_path / 'rec', 0, 1)['head.weight'], _weights(tmp_path / 'rec', 1, 1)['head.weight'])
+    results = [_finish(p) for p in procs]
+    for res in results:
+        assert res.returncode == 0, res.stderr[-3000:]
+    assert 'backend is nccl but no CUDA GPU is visible; using gloo' in results[0].stderr
+    logs = sorted(glob.glob(str(exp / 'again' / 'train_*.log')), key=os.path.getmtime)
+    log = open(logs[-1]).read()
+    assert 'World size (gpu number): 2' in log and 'Global batch size: 2 x 2 = 4' in log
+    assert 'Resuming training from epoch: 0, iter: 1.' in log
+    assert 'Resume: epoch 0 continues after 4 of 8 samples; RNG states restored.' in log
+    assert sorted(os.listdir(rec)) == ['rank0_iter2.pt', 'rank0_iter3.pt', 'rank1_iter2.pt', 'rank1_iter3.pt',
+                                       'writes_rank0.txt']
+    for rank in (0, 1):
+        for it in (2, 3):
+            resumed, straight = _weights(rec, rank, it), _weights(root / 'rec_two', rank, it)
+            diff = max((resumed[k] - straight[k]).abs().max().item() for k in straight)
+            print(f'rank {rank}, iteration {it}: max |resumed - uninterrupted| = {diff:.3g}')
+            assert diff <= 1e-6
 
 
 # ----------------------------------------------------------------------------- in-process checks

@@ -125,9 +125,10 @@ def _check_state(state, path):
                                      f'(found {found}).')
 
 
-def note(message):
-    """Print a resume warning now (stderr) and keep it for the training log."""
-    print(f'WARNING: {message}', file=sys.stderr, flush=True)
+def note(message, rank=0):
+    """Print a resume warning now (stderr, rank 0) and keep it for the training log."""
+    if rank == 0:
+        print(f'WARNING: {message}', file=sys.stderr, flush=True)
     _NOTES.append(message)
 
 
@@ -184,11 +185,11 @@ def load_resume_state(opt, map_location='cpu'):
             if not opt['auto_resume']:
                 raise CheckpointError(f"Cannot resume from '{path}': {err}") from None
             skipped.append(f'{path}: {err}')
-            note(f'Skipping resume point {path}: {err}')
+            note(f'Skipping resume point {path}: {err}', opt.get('rank', 0))
             continue
         if skipped:
             note(f"Resuming from {path} (iteration {state['iter']}) instead of the newer, unusable "
-                 f'checkpoint(s) listed above.')
+                 f'checkpoint(s) listed above.', opt.get('rank', 0))
         opt['path']['resume_state'] = path
         check_resume(opt, state['iter'])
         return state
