@@ -65,6 +65,7 @@ def build_parser():
 
 
 def main(argv=None):
+    from ecma_basicsr.utils.checkpoint import CheckpointError
     from ecma_basicsr.utils.options_check import OptionError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -77,7 +78,7 @@ def main(argv=None):
         return 2
     try:
         result = _resolve(SUBCOMMANDS[argv[0]][1])(argv[1:])
-    except (OptionError, FloatingPointError) as err:
+    except (OptionError, FloatingPointError, CheckpointError) as err:
         print(f'basicsr {argv[0]}: error: {err}', file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0

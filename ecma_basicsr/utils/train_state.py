@@ -99,7 +99,7 @@ def _dist_info():
 def gather_rng_states():
     """Every rank's :func:`capture_rng` (a collective call when distributed), indexed by rank."""
     import torch.distributed as dist
-    rank, world = _dist_info()
+    world = _dist_info()[1]
     mine = capture_rng()
     if world == 1:
         return [mine]
