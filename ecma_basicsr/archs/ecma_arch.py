@@ -177,7 +177,23 @@ class CML(nn.Module):
                 ctx = torch.cat([prev, ctx], dim=1)
             o, prev = lam(inp, ctx)
             outs.append(o)
-        return x + self.gamma * self.reduce(torch.cat(outs, dim=1))
+        return torch.addcmul(x, self.gamma, self.reduce(torch.cat(outs, dim=1)))  # x + gamma * (.), one pass
+
+
+def _needs_grad(*tensors):
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def channel_layer_norm_inference(x, norm):
+    """:class:`LayerNorm2d` ``norm`` applied to ``x`` without autograd, with two full-size temporaries.
+
+    The centred map is computed once and then scaled in place; LayerNorm2d's own forward (kept for
+    training) makes five. (``torch.var_mean`` over the channel axis would be one pass, but it is
+    several times slower on CPU than two plain means.)
+    """
+    y = x - x.mean(1, keepdim=True)
+    rstd = y.square().mean(1, keepdim=True).add_(norm.eps).rsqrt_()
+    return y.mul_(rstd).mul_(norm.weight.view(1, -1, 1, 1)).add_(norm.bias.view(1, -1, 1, 1))
 
 
 class GatedFFN(nn.Module):
@@ -192,8 +208,9 @@ class GatedFFN(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x):
-        a, b = self.conv1(self.norm(x)).chunk(2, dim=1)
-        return x + self.gamma * self.conv2(a * b)
+        normed = self.norm(x) if _needs_grad(x, self.norm.weight) else channel_layer_norm_inference(x, self.norm)
+        a, b = self.conv1(normed).chunk(2, dim=1)
+        return torch.addcmul(x, self.gamma, self.conv2(a * b))  # x + gamma * (.), one pass
 
 
 class ECMABlock(nn.Module):

@@ -68,8 +68,18 @@ def kernel_spectrum(weight, plane):
     return torch.fft.rfft2(padded).conj()
 
 
+def _needs_grad(*tensors):
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def fft_grouped_conv(x, weight, bias=None, spectrum=None):
     """'Same' zero-padded grouped conv (one output per group) computed with rfft2/irfft2.
+
+    Without autograd (inference) the spectral product is taken in place, the bias is added to
+    the DC bin (an exact constant shift of the output, N1 * N2 * bias before the normalised
+    inverse transform) and the output is the top-left H x W view of the inverse transform: one
+    large allocation per direction instead of four, which matters where fresh memory is slow
+    (large feature maps page-fault on first touch).
 
     Args:
         x (Tensor): (B, C_out * g, H, W).
@@ -78,7 +88,7 @@ def fft_grouped_conv(x, weight, bias=None, spectrum=None):
         spectrum (Tensor | None): precomputed :func:`kernel_spectrum` for this plane.
 
     Returns:
-        Tensor: (B, C_out, H, W) in the dtype of ``x``.
+        Tensor: (B, C_out, H, W) in the dtype of ``x`` (a strided view at inference).
     """
     b, _, h, w = x.shape
     c_out, g, k, _ = weight.shape
@@ -86,11 +96,20 @@ def fft_grouped_conv(x, weight, bias=None, spectrum=None):
     with torch.autocast(device_type=x.device.type, enabled=False):
         xf = torch.fft.rfft2(x.float(), s=plane)
         wf = kernel_spectrum(weight, plane) if spectrum is None else spectrum
-        prod = xf.view(b, c_out, g, *xf.shape[-2:]) * wf
-        yf = prod.sum(dim=2) if g > 1 else prod.squeeze(2)
-        y = torch.fft.irfft2(yf, s=plane)[..., :h, :w]
+        if _needs_grad(x, weight, bias, spectrum):
+            prod = xf.view(b, c_out, g, *xf.shape[-2:]) * wf
+            yf = prod.sum(dim=2) if g > 1 else prod.squeeze(2)
+            y = torch.fft.irfft2(yf, s=plane)[..., :h, :w]
+            if bias is not None:
+                y = y + bias.float().view(1, -1, 1, 1)
+            return y.to(x.dtype)
+        if g == 1:
+            yf = xf.mul_(wf.view(c_out, *wf.shape[-2:]))
+        else:
+            yf = (xf.view(b, c_out, g, *xf.shape[-2:]) * wf).sum(dim=2)
         if bias is not None:
-            y = y + bias.float().view(1, -1, 1, 1)
+            yf[..., 0, 0] += bias.float() * (plane[0] * plane[1])
+        y = torch.fft.irfft2(yf, s=plane)[..., :h, :w]
     return y.to(x.dtype)
 
 
@@ -104,34 +123,46 @@ def spatial_grouped_conv(x, weight, bias=None):
     """
     c_out, g, k, _ = weight.shape
     before, after = same_padding(k)
-    x = F.pad(x, (before, after, before, after))
+    if before == after:  # odd k: the convolution pads by itself, no padded copy of x
+        pad = before
+    else:
+        x, pad = F.pad(x, (before, after, before, after)), 0
     if g == 1:
-        return F.conv2d(x, weight, bias, groups=c_out)
-    y = F.conv2d(x, weight.reshape(c_out * g, 1, k, k), groups=c_out * g)
+        return F.conv2d(x, weight, bias, padding=pad, groups=c_out)
+    y = F.conv2d(x, weight.reshape(c_out * g, 1, k, k), padding=pad, groups=c_out * g)
     y = y.view(y.shape[0], c_out, g, *y.shape[-2:]).sum(dim=2)
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 
 
-def _time(fn, repeats=2):
-    fn()  # warm-up (allocations, FFT plans)
-    best = float('inf')
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
+def _time_pair(fn_a, fn_b, rounds=3):
+    """Best-of-``rounds`` seconds of two functions, run interleaved after one warm-up each."""
+    best = [float('inf'), float('inf')]
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for fn in (fn_a, fn_b):
+        fn()  # warm-up (allocations, FFT plans)
+    for _ in range(rounds):
+        for i, fn in enumerate((fn_a, fn_b)):
+            start = time.perf_counter()
+            fn()
+            sync()
+            best[i] = min(best[i], time.perf_counter() - start)
     return best
 
 
-def auto_choice(x, weight):
-    """'fft' or 'spatial', whichever is faster for this input/kernel; measured once, cached."""
-    key = (x.device.type, x.dtype, tuple(x.shape), tuple(weight.shape), torch.get_num_threads())
+def auto_choice(x, weight, spectrum=None):
+    """'fft' or 'spatial', whichever is faster for this input/kernel; measured once, cached.
+
+    The FFT path is timed as it will run: with ``spectrum`` (the cached kernel spectrum at
+    inference) when given. Both paths are timed interleaved, best of three, so a burst of load
+    from other processes is less likely to decide.
+    """
+    key = (x.device.type, x.dtype, tuple(x.shape), x.is_contiguous(), tuple(weight.shape), spectrum is not None,
+           torch.get_num_threads())
     if key not in _AUTO_CHOICE:
         with torch.no_grad():
             xd, wd = x.detach(), weight.detach()
-            t_fft = _time(lambda: fft_grouped_conv(xd, wd))
-            t_spatial = _time(lambda: spatial_grouped_conv(xd, wd))
+            t_fft, t_spatial = _time_pair(lambda: fft_grouped_conv(xd, wd, spectrum=spectrum),
+                                          lambda: spatial_grouped_conv(xd, wd))
         _AUTO_CHOICE[key] = 'fft' if t_fft < t_spatial else 'spatial'
     return _AUTO_CHOICE[key]
 
@@ -172,14 +203,24 @@ class LargeKernelConv(GroupedSameConv):
         return super().extra_repr() + f', mode={self.mode}'
 
     def path_for(self, x):
-        return auto_choice(x, self.weight) if self.mode == 'auto' else self.mode
+        """The path a forward on ``x`` takes ('fft' or 'spatial'); 'auto' measures once per shape."""
+        if self.mode != 'auto':
+            return self.mode
+        path = auto_choice(x, self.weight, self._cached_spectrum(x))
+        if path == 'spatial':
+            self._spectrum_cache = None  # do not keep a spectrum (up to tens of MB) for a path not taken
+        return path
 
     def _cached_spectrum(self, x):
         # At inference the kernel is fixed, so its spectrum is reused across calls of one size.
         if self.training or torch.is_grad_enabled():
             return None
         plane = fft_plane(x.shape[-2], x.shape[-1], self.kernel_size[0])
-        key = (plane, self.weight._version, self.weight.data_ptr(), x.device)
+        try:
+            version = self.weight._version
+        except RuntimeError:  # an inference tensor (module built under inference_mode) has no version counter
+            version = None
+        key = (plane, version, self.weight.data_ptr(), x.device)
         if self._spectrum_cache is None or self._spectrum_cache[0] != key:
             self._spectrum_cache = (key, kernel_spectrum(self.weight, plane))
         return self._spectrum_cache[1]

@@ -6,7 +6,7 @@ gives the FFT ops no handle, so they count as zero and the FFT path of
 :class:`~ecma_basicsr.archs.fft_conv.LargeKernelConv` would be free. :func:`analyze_macs` adds
 op handles (``FlopAnalyzer.set_op_handle``) for what a trace of an FFT convolution shows:
 ``aten::fft_rfft2`` / ``aten::fft_irfft2`` (and the other ``aten::fft_*`` transforms) and the
-complex ``aten::mul`` of the spectral product. Their count goes into a separate ``fft`` figure,
+complex ``aten::mul`` / ``aten::mul_`` of the spectral product. Their count goes into a separate ``fft`` figure,
 so a report can show MACs with and without the FFT work. The formula (real MACs), defined
 once here and used by the handles and by :func:`fft_conv_macs`:
 
@@ -171,7 +171,7 @@ def fft_handle(real, depends_on_input):
 
 
 def complex_mul_handle(depends_on_input):
-    """mmengine handle for ``aten::mul``: 4 real MACs per element of a complex product, else 0.
+    """mmengine handle for ``aten::mul`` / ``mul_``: 4 real MACs per element of a complex product, else 0.
 
     Real element-wise products stay uncounted, as in mmengine's default (which ignores them).
     """
@@ -251,7 +251,7 @@ def analyze_macs(model, input_or_shape, large_kernel_mode='fft'):
             analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             handles = {op: fft_handle(True, depends) for op in REAL_FFT_OPS}
             handles.update({op: fft_handle(False, depends) for op in COMPLEX_FFT_OPS})
-            handles['aten::mul'] = complex_mul_handle(depends)
+            handles['aten::mul'] = handles['aten::mul_'] = complex_mul_handle(depends)
             handles['aten::_convolution_mode'] = conv_mode_handle
             analyzer.set_op_handle(**handles)
             by_op = Counter(analyzer.by_operator())

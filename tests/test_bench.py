@@ -1,0 +1,211 @@
+"""``basicsr bench``: outputs and their columns, MAC counting (incl. the FFT op handles), protocols, errors."""
+import csv
+import json
+import math
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from conftest import shared_path
+from ecma_basicsr.archs.fft_conv import LargeKernelConv, fft_plane
+from ecma_basicsr.bench import BenchError
+from ecma_basicsr.bench.networks import expand_specs, parse_spec
+from ecma_basicsr.bench.report import csv_columns
+from ecma_basicsr.bench.testsets import parse_testset, reference_scores
+from ecma_basicsr.utils.flops import analyze_macs, fft_conv_macs, transform_macs
+
+TINY_ECMA = 'tiny=ECMA:width=8,enc_blocks=[1,1],kernels=[8,4]'
+TINY_SR = 'tinysr=IMDN:nf=16,num_modules=1,upscale=2'
+
+
+@pytest.fixture(scope='module')
+def bench_run(tmp_path_factory):
+    """One real run of the command (two tiny networks, two sizes): the outputs the tests read."""
+    from ecma_basicsr.cli import main
+    out = tmp_path_factory.mktemp('bench')
+    code = main(['bench', '--nets', TINY_ECMA, TINY_SR, '--sizes', '32x32', '64x48', '--repeats', '2',
+                 '--threads', '1', '--gemm-n', '256', '--out', str(out)])
+    assert code == 0
+    return out
+
+
+def read_csv(path):
+    with open(path) as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def test_csv_has_the_documented_columns(bench_run):
+    header, rows = read_csv(bench_run / 'results.csv')
+    assert header == csv_columns(['32x32', '64x48'], [])
+    assert [r['label'] for r in rows] == ['tiny', 'tinysr']
+    for r in rows:
+        assert r['status'] == 'ok'
+        for s in ('32x32', '64x48'):
+            assert r[f'status@{s}'] == 'ok', r[f'status@{s}']
+            assert float(r[f'gmacs_fft@{s}']) >= float(r[f'gmacs@{s}']) > 0
+            assert float(r[f'lat_median_ms@{s}']) > 0 and int(r[f'runs@{s}']) == 2
+            assert 0 < float(r[f'gemm_frac@{s}']) < 20
+            assert float(r[f'peak_mem_mb@{s}']) >= 0
+    tiny, tinysr = rows
+    assert float(tiny['fft_gmacs@32x32']) > 0  # the tiny ECMA's large kernels are counted through the FFT handles
+    assert float(tinysr['fft_gmacs@32x32']) == 0
+    # SR networks are measured at the output size: x2 gets half the size as input
+    assert tinysr['input@64x48'] == '24x32' and tiny['input@64x48'] == '48x64'
+    assert int(tiny['params']) == sum(p.numel() for p in parse_and_build(TINY_ECMA).parameters())
+
+
+def parse_and_build(text):
+    from ecma_basicsr.bench.networks import build
+    return build(parse_spec(text))
+
+
+def test_markdown_plots_and_provenance(bench_run):
+    md = (bench_run / 'results.md').read_text()
+    assert '| network | params (M) | GMACs 32x32 (+FFT) |' in md and '| tiny |' in md
+    prov = json.loads((bench_run / 'provenance.json').read_text())
+    for key in ('git_revision', 'torch', 'device_name', 'threads', 'date', 'gemm_gmac_per_s_start', 'command'):
+        assert prov[key] not in (None, ''), key
+    assert prov['threads'] == 1 and prov['gemm_gmac_per_s_start'] > 0
+    png = bench_run / 'latency_vs_macs.png'
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_macs_scale_by_four_for_a_pure_convolution_network():
+    from basicsr.archs.edsr_arch import EDSR
+    net = EDSR(3, 3, num_feat=8, num_block=2, upscale=2)
+    small = analyze_macs(net, (1, 3, 12, 20))
+    large = analyze_macs(net, (1, 3, 24, 40))
+    assert small.macs > 0 and small.fft == 0
+    assert large.macs == 4 * small.macs
+
+
+@pytest.mark.parametrize('group_in, bias, hw', [(1, True, (20, 21)), (2, False, (9, 30))])
+def test_fft_handles_count_the_formula_on_one_layer(group_in, bias, hw):
+    conv = LargeKernelConv(4 * group_in, 4, 8, mode='fft', bias=bias)
+    count = analyze_macs(conv, (2, 4 * group_in) + hw)
+    n1, n2 = fft_plane(*hw, 8)
+    n = n1 * n2
+    # forward transforms of every input plane, spectral product, inverse transforms of every output plane;
+    # the kernel's own spectrum depends on the weights only (cached at inference) and is not counted
+    by_hand = 2 * (4 * group_in * n * math.log2(n) + 4 * 4 * group_in * n1 * (n2 // 2 + 1) + 4 * n * math.log2(n))
+    assert count.fft == pytest.approx(by_hand, rel=1e-12)
+    assert count.fft == pytest.approx(fft_conv_macs(4, group_in, *hw, 8, batch=2), rel=1e-12)
+    assert count.macs == 0
+    # the spatial path of the same layer is an ordinary convolution for mmengine
+    spatial = analyze_macs(conv, (2, 4 * group_in) + hw, large_kernel_mode='spatial')
+    assert spatial.fft == 0 and spatial.macs == 2 * 4 * group_in * 64 * hw[0] * hw[1]
+
+
+def test_complex_fft_handles_count_two_n_log_n():
+    class Spectral(nn.Module):
+        def forward(self, x):
+            return torch.fft.ifft2(torch.fft.fft2(x.to(torch.complex64))).real
+
+    count = analyze_macs(Spectral(), (1, 3, 16, 8))
+    assert count.fft == pytest.approx(2 * 3 * transform_macs(128, real=False))
+    assert transform_macs(128, real=False) == 2 * 128 * 7
+
+
+def test_bicubic_set5_x4_through_the_harness_matches_basicsr_metrics(tmp_path):
+    import cv2
+    from basicsr.metrics import calculate_psnr, calculate_ssim
+    from basicsr.utils.matlab_functions import imresize
+
+    from ecma_basicsr.bench.report import write_csv
+    from ecma_basicsr.bench.runner import reference_rows
+    root = shared_path('data', 'Set5')
+    ts = parse_testset(f'Set5=sr:{root}')
+    rows = reference_rows([ts], {4}, log=lambda m: None)
+    psnrs, ssims = [], []
+    for hr_path in sorted(glob_png(osp.join(root, 'HR'))):
+        stem = osp.splitext(osp.basename(hr_path))[0]
+        lr = cv2.imread(osp.join(root, 'LR_bicubic', 'X4', f'{stem}x4.png'))
+        hr = cv2.imread(hr_path)[:lr.shape[0] * 4, :lr.shape[1] * 4]
+        sr = (np.clip(imresize(lr / 255.0, 4), 0, 1) * 255).round().astype(np.uint8)
+        psnrs.append(calculate_psnr(sr, hr, crop_border=4, test_y_channel=True))
+        ssims.append(calculate_ssim(sr, hr, crop_border=4, test_y_channel=True))
+    got = rows[0].evals['Set5']
+    assert rows[0].label == 'bicubic x4' and got['images'] == 5
+    assert got['psnr'] == pytest.approx(np.mean(psnrs), abs=1e-9)
+    assert got['ssim'] == pytest.approx(np.mean(ssims), abs=1e-9)
+    assert abs(got['psnr'] - 28.42) < 0.05  # the published bicubic Set5 x4 figure
+    write_csv(tmp_path / 'r.csv', rows, [], ['Set5'])
+    _, csv_rows = read_csv(tmp_path / 'r.csv')
+    assert float(csv_rows[0]['psnr@Set5']) == pytest.approx(got['psnr'], abs=1e-4)
+
+
+def glob_png(folder):
+    import glob
+    return glob.glob(osp.join(folder, '*.png'))
+
+
+def test_awgn_identity_floor_is_the_noise_psnr(tmp_path):
+    import cv2
+    cv2.imwrite(str(tmp_path / 'flat.png'), np.full((96, 80, 3), 128, np.uint8))
+    ts = parse_testset(f'flat=awgn25:{tmp_path}')
+    psnr, ssim, n = reference_scores(ts)
+    assert n == 1 and psnr == pytest.approx(20 * math.log10(255 / 25), abs=0.1)  # seeded sigma 25 noise
+    assert reference_scores(ts) == (psnr, ssim, n)  # same seed, same noise
+
+
+def test_paired_layout_and_identity_floor(tmp_path):
+    import cv2
+    for sub in ('input', 'target'):
+        (tmp_path / sub).mkdir()
+    clean = np.random.RandomState(0).randint(0, 256, (40, 56, 3)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / 'target' / 'a.png'), clean)
+    cv2.imwrite(str(tmp_path / 'input' / 'a.png'), clean)
+    psnr, ssim, n = reference_scores(parse_testset(f'pairs=deblur:{tmp_path}'))
+    assert n == 1 and psnr == float('inf') and ssim == pytest.approx(1.0)
+    with pytest.raises(BenchError, match='needs an input folder'):
+        parse_testset(f'pairs=deblur:{tmp_path / "input"}')
+
+
+def test_spec_grammar(tmp_path):
+    spec = parse_spec('mine=ECMA:variant=T,enc_blocks=[1,1,2,9],large_kernel_mode=spatial@w.pth')
+    assert (spec.label, spec.arch, spec.checkpoint, spec.scale, spec.task) == ('mine', 'ECMA', 'w.pth', 1, 'restore')
+    assert spec.kwargs == dict(variant='T', enc_blocks=[1, 1, 2, 9], large_kernel_mode='spatial')
+    assert parse_spec('swinir-light-x4').pad_multiple == 8 and parse_spec('SwinIR-light-x4').scale == 4
+    opt = tmp_path / 'o.yml'
+    opt.write_text('name: from_yml\nscale: 3\nnetwork_g:\n  type: IMDN\n  upscale: 3\n  nf: 8\n')
+    spec = parse_spec(str(opt))
+    assert (spec.label, spec.arch, spec.scale, spec.kwargs) == ('from_yml', 'IMDN', 3, dict(upscale=3, nf=8))
+
+
+def test_unknown_network_and_missing_checkpoint_fail_clearly(tmp_path, capsys):
+    from ecma_basicsr.cli import main
+    with pytest.raises(BenchError, match=r"unknown network 'ECMAX'.*ECMA-T.*registered: .*NAFNet"):
+        expand_specs(['ECMAX'])
+    missing = tmp_path / 'nope.pth'
+    with pytest.raises(BenchError, match=r"checkpoint for 'ECMA-T' not found: .*nope.pth.*--weights ECMA-T=PATH"):
+        expand_specs(['ECMA-T'], [f'ECMA-T={missing}'])
+    with pytest.raises(BenchError, match="not a network of this run"):
+        expand_specs(['ECMA-T'], [f'ECMA-S={missing}'])
+    assert main(['bench', '--nets', f'ECMA-T@{missing}', '--out', str(tmp_path / 'o')]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('basicsr bench: error: checkpoint for') and 'nope.pth' in err
+    assert not (tmp_path / 'o').exists()  # nothing measured, nothing written
+
+
+def test_checkpoint_that_does_not_fit_fails_before_the_run(tmp_path):
+    from ecma_basicsr.bench.networks import validate
+    net = parse_and_build('IMDN:nf=16,num_modules=1,upscale=3')
+    path = tmp_path / 'x3.pth'
+    torch.save({'params': net.state_dict()}, path)
+    spec = expand_specs([f'IMDN:nf=16,num_modules=1,upscale=2@{path}'])[0]
+    with pytest.raises(BenchError, match='upscale'):
+        validate(spec)
+
+
+def test_a_size_predicted_over_budget_is_reported_not_run():
+    from ecma_basicsr.bench.worker import run_size
+    spec = parse_spec(TINY_ECMA)
+    job = dict(device='cpu', budget=1.0, warmup=1, repeats=2)
+    state = dict(baseline_mem=0, prev=dict(forward_s=0.5, pixels=32 * 32, macs=1e6, fft=1e4))
+    out = run_size(None, spec, dict(h=64, w=64), job, state)  # 4x the pixels of a 0.5 s forward > 1 s
+    assert out['status'].startswith('over budget: est. 2 s per forward')
+    assert out['macs_estimated'] and out['macs'] == pytest.approx(4e6)
