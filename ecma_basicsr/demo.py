@@ -78,14 +78,14 @@ def evaluate(net_path, network_opt, data_root):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--workdir', default='demo_run', help='where data, experiment and options go')
-    parser.add_argument('--iters', type=int, default=600)
+    parser.add_argument('--iters', type=int, default=1000)
     parser.add_argument('--width', type=int, default=32)
     parser.add_argument('--blocks', type=int, nargs=2, default=(2, 1))
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--patch', type=int, default=96, help='HR training crop')
-    parser.add_argument('--threads', type=int, default=min(2, os.cpu_count() or 1),
-                        help='torch threads (use 1 on a machine busy with other work: oversubscribed '
-                             'threads spin and can be 10x slower)')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch threads (default 1: on a 2-core machine busy with anything else, '
+                             'oversubscribed threads spin and were measured 10x slower)')
     args = parser.parse_args(argv)
 
     import torch
