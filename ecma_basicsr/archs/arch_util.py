@@ -80,3 +80,15 @@ class DropPath(nn.Module):
 
     def extra_repr(self):
         return f'drop_prob={self.drop_prob}'
+
+
+def init_transformer_weights(m):
+    """ViT/Swin initialisation, used with ``module.apply``: truncated normal (std 0.02) for
+    Linear weights, zero biases, unit LayerNorm scales."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)

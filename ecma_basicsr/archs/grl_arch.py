@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from ecma_basicsr.archs.arch_util import DropPath, crop_to, lcm, pad_to_multiple
+from ecma_basicsr.archs.arch_util import DropPath, crop_to, init_transformer_weights, lcm, pad_to_multiple
 from ecma_basicsr.utils.state_dict_check import CheckedLoadMixin
 
 __all__ = ['GRL', 'GRL_VARIANTS', 'GRL_TASKS', 'WindowAttention', 'AnchorStripeAttention', 'MixedAttention',
@@ -556,17 +556,8 @@ class GRL(CheckedLoadMixin, nn.Module):
                                           nn.PixelShuffle(upscale))
         else:
             self.conv_last = nn.Conv2d(dim, self.out_channels, 3, padding=1)
-        self.apply(self._init_weights)
+        self.apply(init_transformer_weights)
 
-    @staticmethod
-    def _init_weights(m):
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
     def forward_features(self, x):
         x = self.norm_start(x.permute(0, 2, 3, 1))

@@ -71,7 +71,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from ecma_basicsr.archs.arch_util import crop_to, pad_to_multiple
+from ecma_basicsr.archs.arch_util import crop_to, init_transformer_weights, pad_to_multiple
 from ecma_basicsr.archs.grl_arch import Upsample, merge, partition, relative_position_table
 from ecma_basicsr.utils.state_dict_check import CheckedLoadMixin
 
@@ -309,7 +309,7 @@ class HiIR(CheckedLoadMixin, nn.Module):
             if upscale != 1:
                 raise ValueError('The Hi-IR U-shape restores at the input size; use upscale=1 (or columnar=True).')
             self._build_ushape(cfg, mlp_ratio, qkv_bias)
-        self.apply(self._init_weights)
+        self.apply(init_transformer_weights)
 
     # -- columnar (SR) ------------------------------------------------------------------------
     def _build_columnar(self, cfg, mlp_ratio, qkv_bias, num_out_feats):
@@ -378,15 +378,6 @@ class HiIR(CheckedLoadMixin, nn.Module):
         return x + self.conv_last(y)
 
     # -- common -------------------------------------------------------------------------------
-    @staticmethod
-    def _init_weights(m):
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
     def forward(self, x):
         x, size = pad_to_multiple(x, self.pad_size, mode='reflect')
