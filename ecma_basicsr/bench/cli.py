@@ -59,6 +59,10 @@ def build_parser():
     p.add_argument('--eval-budget', type=float, default=300.0, help='seconds per network and test set (default 300)')
     p.add_argument('--preset', choices=sorted(PRESETS), help='table10: ECMA Table 10 protocol (1280x720, average of '
                    '10 runs, ECMA-T/S/B and NAFNet-w32/w64 unless --nets is given)')
+    p.add_argument('--keep-freed-memory', action='store_true',
+                   help="workers keep freed memory (glibc mallopt) instead of mapping large tensors fresh each time; "
+                        'on VMs where page faults are slow this changes 1280x720 latencies by up to 2x, for every '
+                        'network alike (what jemalloc/tcmalloc preloading does)')
     p.add_argument('--no-macs', action='store_true', help='skip the mmengine MAC count (it traces one more forward)')
     p.add_argument('--limit-images', type=int, default=None, help='evaluate at most this many images per test set')
     p.add_argument('--seed', type=int, default=0, help='seed of the random inputs and of the awgn noise')
@@ -119,7 +123,8 @@ def main(argv=None):
     plot_size = size_key(parse_size(args.plot_size)) if args.plot_size else None
     cfg = BenchConfig(sizes=size_list, device=args.device, threads=args.threads or os.cpu_count() or 1,
                       warmup=warmup, repeats=repeats, budget=args.budget or 0, eval_budget=args.eval_budget or 0,
-                      gemm_n=args.gemm_n, count_macs=not args.no_macs, seed=args.seed, statistic=statistic)
+                      gemm_n=args.gemm_n, count_macs=not args.no_macs, keep_freed_memory=args.keep_freed_memory,
+                      seed=args.seed, statistic=statistic)
     info = dict(load_start=_load())
     rows, run_info = run_all(specs, testsets, cfg, log=lambda m: print(m, flush=True))
     info.update(run_info, load_end=_load())

@@ -1,13 +1,14 @@
 """Timing, peak memory and the machine's float32 GEMM ceiling, measured the same way for every network.
 
-* :func:`gemm_throughput`: MAC/s of an ``n x n @ n x n`` float32 matmul (median of timed runs),
-  the ceiling each network's achieved MAC/s is compared with.
+* :func:`gemm_throughput`: MAC/s of an ``n x n @ n x n`` float32 matmul (median and best of timed
+  runs), the ceiling each network's achieved MAC/s is compared with.
 * :func:`time_forward`: warm-up runs, then ``repeats`` timed runs of ``fn`` (CUDA synchronised
   before the clock is read); the statistics of :func:`summarize`.
 * :class:`PeakMemory`: peak memory of a code block above a baseline: on CUDA
   ``torch.cuda.max_memory_allocated``; on CPU the process's peak resident set (``VmHWM`` of
   ``/proc/self/status``, reset through ``/proc/self/clear_refs``; ``ru_maxrss`` where that is
   not possible, which only grows, so sizes must go small to large).
+* :func:`keep_freed_memory`: optional glibc setting that avoids page faults on large tensors.
 """
 import os
 import re
@@ -68,14 +69,39 @@ def time_forward(fn, device='cpu', warmup=1, repeats=5, budget=None):
     return out
 
 
-def gemm_throughput(n=1536, repeats=3, device='cpu'):
-    """Float32 GEMM MAC/s on ``device`` at the current thread count (median of ``repeats``)."""
+def gemm_throughput(n=1536, repeats=5, device='cpu'):
+    """Float32 GEMM throughput on ``device`` at the current thread count.
+
+    Returns:
+        tuple: (median, best) MAC/s over ``repeats`` timed ``n x n @ n x n`` products.
+    """
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(device)
     b = torch.randn(n, n, generator=gen).to(device)
     with torch.inference_mode():
         res = time_forward(lambda: a @ b, device, warmup=1, repeats=repeats)
-    return n ** 3 / (res['median'] / 1e3)
+    return n ** 3 / (res['median'] / 1e3), n ** 3 / (res['min'] / 1e3)
+
+
+def keep_freed_memory():
+    """Make glibc keep freed memory for reuse instead of returning it to the OS (this process only).
+
+    Large tensors (beyond glibc's 32 MB mmap threshold) are otherwise mapped fresh for every
+    allocation and page-faulted on first touch, which on some virtual machines costs more than
+    the arithmetic (measured: a 64 MB element-wise op 5x slower into fresh memory). This is the
+    effect jemalloc / tcmalloc are usually preloaded for. Returns True when it was applied.
+    """
+    import ctypes
+    import ctypes.util
+    name = ctypes.util.find_library('c')
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_max = -1, -4
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2 ** 31 - 1))
+    except (OSError, AttributeError):
+        return False
 
 
 def _proc_status(key):

@@ -20,7 +20,9 @@ lat_median_ms@S             median latency of the timed runs (``lat_mean_ms``, `
 peak_mem_mb@S               peak memory above the loaded model during the runs (CPU: peak RSS)
 gmac_per_s@S                achieved GMAC/s = gmacs_fft / median latency
 gemm_gmac_per_s@S           float32 GEMM throughput measured right before this network's runs
-gemm_frac@S                 gmac_per_s / gemm_gmac_per_s
+gemm_frac@S                 gmac_per_s / gemm_gmac_per_s (medians)
+gemm_frac_best@S            MAC/s of the fastest run / the fastest GEMM probe run (contention only ever
+                            slows a run down, so on a shared machine this is the steadier figure)
 status@S                    ``ok``, ``over budget: ...``, ``timeout``, ``out of memory``, ``error: ...``
 psnr@T, ssim@T, images@T    mean PSNR (dB) / SSIM on the set under its protocol, images evaluated
 eval_status@T               ``ok``, ``partial: ...`` or the failure
@@ -37,7 +39,7 @@ import subprocess
 
 SIZE_COLUMNS = ('input', 'gmacs', 'gmacs_fft', 'fft_gmacs', 'macs_estimated', 'lat_median_ms', 'lat_mean_ms',
                 'lat_min_ms', 'lat_max_ms', 'lat_iqr_ms', 'runs', 'peak_mem_mb', 'gmac_per_s', 'gemm_gmac_per_s',
-                'gemm_frac', 'status')
+                'gemm_frac', 'gemm_frac_best', 'status')
 EVAL_COLUMNS = ('psnr', 'ssim', 'images', 'eval_status')
 BASE_COLUMNS = ('label', 'kind', 'arch', 'config', 'task', 'scale', 'checkpoint', 'params')
 
@@ -66,13 +68,13 @@ def size_metrics(result):
                lat_max_ms=lat.get('max'), lat_iqr_ms=lat.get('iqr'), runs=lat.get('runs'),
                peak_mem_mb=r['peak_mem_bytes'] / 2**20 if r.get('peak_mem_bytes') is not None else None,
                gemm_gmac_per_s=r['gemm_macs_per_s'] / 1e9 if r.get('gemm_macs_per_s') else None,
-               status=r.get('status'))
+               gmac_per_s=None, gemm_frac=None, gemm_frac_best=None, status=r.get('status'))
     if total is not None and lat.get('median'):
         out['gmac_per_s'] = total / 1e9 / (lat['median'] / 1e3)
         if out['gemm_gmac_per_s']:
             out['gemm_frac'] = out['gmac_per_s'] / out['gemm_gmac_per_s']
-    out.setdefault('gmac_per_s', None)
-    out.setdefault('gemm_frac', None)
+        if r.get('gemm_best_macs_per_s'):
+            out['gemm_frac_best'] = total / (lat['min'] / 1e3) / r['gemm_best_macs_per_s']
     return out
 
 
@@ -136,6 +138,8 @@ def provenance(cfg, info, argv):
         threads=cfg.threads, date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
         command='basicsr bench ' + ' '.join(argv),
         gemm_gmac_per_s_start=info.get('gemm_start', 0) / 1e9, gemm_gmac_per_s_end=info.get('gemm_end', 0) / 1e9,
+        gemm_gmac_per_s_start_best=info.get('gemm_start_best', 0) / 1e9,
+        gemm_gmac_per_s_end_best=info.get('gemm_end_best', 0) / 1e9, keep_freed_memory=cfg.keep_freed_memory,
         load_average_start=info.get('load_start'), load_average_end=info.get('load_end'),
         elapsed_s=info.get('elapsed_s'), statistic=cfg.statistic, warmup=cfg.warmup, repeats=cfg.repeats,
         budget_s=cfg.budget, eval_budget_s=cfg.eval_budget, sizes=[f'{w}x{h}' for h, w in cfg.sizes])
@@ -166,9 +170,11 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
               f"- torch {prov['torch']}, basicsr {prov['basicsr']}, mmengine {prov['mmengine']}, "
               f"python {prov['python']}",
               f"- device: {prov['device']} = {prov['device_name']}, threads: {prov['threads']}",
-              f"- float32 GEMM ceiling: {prov['gemm_gmac_per_s_start']:.1f} GMAC/s at the start, "
-              f"{prov['gemm_gmac_per_s_end']:.1f} at the end (each network's fraction uses the probe taken "
-              'right before its runs)',
+              f"- float32 GEMM ceiling: {prov['gemm_gmac_per_s_start']:.1f} GMAC/s at the start "
+              f"(best run {prov['gemm_gmac_per_s_start_best']:.1f}), {prov['gemm_gmac_per_s_end']:.1f} at the end "
+              f"(best {prov['gemm_gmac_per_s_end_best']:.1f}); each network's fraction uses the probe taken "
+              'right before its runs',
+              f"- glibc keeps freed memory (--keep-freed-memory): {'yes' if prov['keep_freed_memory'] else 'no'}",
               f"- load average (1 min) at start/end: {prov['load_average_start']} / {prov['load_average_end']}",
               f"- latency: {prov['warmup']} warm-up, {prov['statistic']} of up to {prov['repeats']} timed runs "
               f"([min - max] in brackets), budget {prov['budget_s']:.0f} s per network and size",
@@ -191,7 +197,10 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
                 cells.append('')
             cells.append(_cell_lat(m, prov.get('statistic', 'median')))
             cells.append(f"{m['peak_mem_mb']:.0f}" if m.get('peak_mem_mb') is not None else '')
-            cells.append(f"{100 * m['gemm_frac']:.1f}%" if m.get('gemm_frac') is not None else '')
+            frac = f"{100 * m['gemm_frac']:.0f}%" if m.get('gemm_frac') is not None else ''
+            if frac and m.get('gemm_frac_best') is not None:
+                frac += f" ({100 * m['gemm_frac_best']:.0f}%)"
+            cells.append(frac)
             if m.get('status') and m['status'] != 'ok':
                 notes.append(f'{row.label} at {s}: {m["status"]}')
         for t in set_names:
@@ -207,7 +216,9 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
         lines.append('| ' + ' | '.join(cells) + ' |')
     lines += ['', 'GMACs: mmengine count without the FFT work, in brackets with it; `~` = scaled from the smaller '
               'size (the traced count did not fit the time budget). SR networks are measured at the output size '
-              '(input = size / scale). PSNR/SSIM only where weights were given; references need none.', '']
+              '(input = size / scale). % GEMM: achieved MAC/s (FFT counted) over the float32 GEMM throughput '
+              'probed right before the network, from medians; in brackets the fastest run against the fastest '
+              'probe. PSNR/SSIM only where weights were given; references need none.', '']
     if notes:
         lines += ['Notes:', ''] + [f'- {n}' for n in notes] + ['']
     if plots:

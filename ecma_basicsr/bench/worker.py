@@ -57,7 +57,7 @@ def run_size(net, spec, task, job, state):
     gen = torch.Generator().manual_seed(job.get('seed', 0))
     x = torch.rand(1, spec.in_ch, h_in, w_in, generator=gen).to(device)
     started = time.monotonic()
-    out['gemm_macs_per_s'] = gemm_throughput(job.get('gemm_n', 1536), device=device)
+    out['gemm_macs_per_s'], out['gemm_best_macs_per_s'] = gemm_throughput(job.get('gemm_n', 1536), device=device)
     shape_box = {}
 
     def forward():
@@ -105,7 +105,10 @@ def main(argv=None):
     torch.set_num_threads(job['threads'])
     import ecma_basicsr  # noqa: F401
     from . import BenchError
-    from .measure import current_rss
+    from .measure import current_rss, keep_freed_memory
+    if job.get('keep_freed_memory') and not keep_freed_memory():
+        emit('fatal', error='--keep-freed-memory needs glibc (mallopt); it is not available here.')
+        return 1
     from .networks import NetSpec, build
 
     spec = NetSpec.from_dict(job['spec'])
