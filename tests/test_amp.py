@@ -88,8 +88,31 @@ def test_compile_option_compiles_in_place_and_keeps_checkpoint_keys(tmp_path):
     net = model.get_bare_model(model.net_g)
     assert getattr(net, '_compiled_call_impl', None) is not None, 'train:compile should compile the network'
     assert type(net).__name__ == 'ECMASR' and list(net.state_dict()) == list(plain.net_g.state_dict())
+    model.feed_data({'lq': torch.rand(1, 3, 20, 12)})  # validation sizes vary: run eagerly, no recompiles
+    model.test()
+    assert model.output.shape == (1, 3, 40, 24) and net.training
     with pytest.raises(ValueError, match='train:compile must be true, false or a dict with keys mode, backend'):
         build_model(model_opt(tmp_path, compile={'modee': 'max-autotune'}))
+
+
+def test_compile_traces_the_network_whole_around_the_ffts(tmp_path):
+    """'auto' kernels are frozen at the training size (else every layer's timing splits the graph),
+    and the FFT path (complex rfft2/irfft2) traces into one graph."""
+    from basicsr.archs import build_network
+
+    from ecma_basicsr.archs.fft_conv import LargeKernelConv
+    opt = model_opt(tmp_path)
+    model = build_model(opt)
+    x = torch.rand(2, 3, 16, 16)
+    for mode in ('auto', 'fft'):
+        net = build_network(dict(opt['network_g'], large_kernel_mode=mode))
+        layers = [m for m in net.modules() if isinstance(m, LargeKernelConv)]
+        counts = model.freeze_kernel_modes(net)
+        assert sum(counts.values()) == (len(layers) if mode == 'auto' else 0)
+        assert {m.mode for m in layers} <= {'fft', 'spatial'}
+        torch._dynamo.reset()
+        explained = torch._dynamo.explain(net)(x)
+        assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons[:2]
 
 
 def test_deterministic_option_turns_cudnn_autotuning_off(tmp_path, monkeypatch):

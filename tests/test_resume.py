@@ -229,12 +229,16 @@ def test_kill_during_checkpoint_write_keeps_the_previous_file(tmp_path):
     from ecma_basicsr.utils.safe_save import atomic_save, remove_stale_temps
     path = tmp_path / 'net_g_4.pth'
     atomic_save({'params': {'w': torch.zeros(3)}}, str(path))
-    script = ('import os, signal, sys, torch\n'
-              'from ecma_basicsr.utils import safe_save\n'
+    # loads safe_save.py alone (torch only, not basicsr) to keep the subprocess quick
+    script = ('import importlib.util, os, signal, sys, torch\n'
+              'spec = importlib.util.spec_from_file_location("safe_save", sys.argv[2])\n'
+              'safe_save = importlib.util.module_from_spec(spec)\n'
+              'spec.loader.exec_module(safe_save)\n'
               'safe_save.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n'
               'safe_save.atomic_save({"params": {"w": torch.ones(3)}}, sys.argv[1])\n')
-    res = subprocess.run([sys.executable, '-c', script, str(path)], capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, **ONE_THREAD))
+    module = osp.join(osp.dirname(HERE), 'ecma_basicsr', 'utils', 'safe_save.py')
+    res = subprocess.run([sys.executable, '-c', script, str(path), module], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, **ONE_THREAD))
     assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
     assert torch.equal(safe_load(str(path))['params']['w'], torch.zeros(3))
     leftovers = [n for n in os.listdir(tmp_path) if n != 'net_g_4.pth']

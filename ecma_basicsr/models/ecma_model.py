@@ -90,17 +90,74 @@ class ECMAModel(SRModel):
 
         ``train: compile`` is ``true`` or a dict of ``torch.compile`` arguments (``mode``,
         ``backend``, ``dynamic``, ``fullgraph``). The module keeps its class and state-dict keys,
-        so checkpoints, EMA and DDP are unchanged. Inductor has no code generation for complex
-        tensors: the FFTs of ``LargeKernelConv`` / ``FFTLoss`` run as eager fallbacks inside the
-        compiled graph (torch warns once) and the real-valued rest is compiled. On CPU inductor
-        needs a C++ compiler and the first iterations take minutes.
+        so checkpoints, EMA and DDP are unchanged. Compiling around the FFTs:
+
+        * ``large_kernel_mode: auto`` picks FFT or spatial per layer by timing it in Python,
+          which would split the graph at every large-kernel layer; :meth:`freeze_kernel_modes`
+          makes that choice once, eagerly, at the training input size, so the graph is whole.
+        * Inductor has no code generation for complex tensors: the FFTs of ``LargeKernelConv`` /
+          ``FFTLoss`` run as ATen fallback kernels inside the compiled graph (torch warns once).
+        * Validation (:meth:`test`) runs the network eagerly: validation images differ in size
+          and would each trigger a recompilation.
+
+        On CPU inductor needs a C++ compiler and the first iterations take minutes.
         """
         kwargs = {} if kwargs is None else kwargs
         valid = ('mode', 'backend', 'dynamic', 'fullgraph', 'options')
         if not isinstance(kwargs, dict) or set(kwargs) - set(valid):
             raise ValueError(f'train:compile must be true, false or a dict with keys {", ".join(valid)}; '
                              f'got {kwargs!r}.')
-        self.get_bare_model(self.net_g).compile(**kwargs)
+        net = self.get_bare_model(self.net_g)
+        self.freeze_kernel_modes(net)
+        net.compile(**kwargs)
+        self.compiled = True
+
+    def freeze_kernel_modes(self, net):
+        """Replace ``large_kernel_mode: auto`` by each layer's measured choice at the training size.
+
+        Returns:
+            dict: ``{'fft': n, 'spatial': m}`` layers frozen (empty when no layer was 'auto').
+        """
+        from basicsr.utils import get_root_logger
+
+        from ecma_basicsr.archs.fft_conv import LargeKernelConv
+        autos = [m for m in net.modules() if isinstance(m, LargeKernelConv) and m.mode == 'auto']
+        if not autos:
+            return {}
+        train = (self.opt.get('datasets') or {}).get('train') or {}
+        size = train.get('gt_size')
+        if size is None:
+            for module in autos:
+                module.mode = 'fft'
+        else:
+            lr_size = size // self.opt.get('scale', 1)
+            shape = (train.get('batch_size_per_gpu', 1), getattr(net, 'in_ch', 3), lr_size, lr_size)
+
+            def freeze(module, args):
+                module.mode = module.path_for(args[0])
+
+            hooks = [m.register_forward_pre_hook(freeze) for m in autos]
+            try:
+                with torch.no_grad():
+                    net(torch.rand(shape, device=self.device))
+            finally:
+                for hook in hooks:
+                    hook.remove()
+        counts = {mode: sum(m.mode == mode for m in autos) for mode in ('fft', 'spatial')}
+        get_root_logger().info(f'compile: large_kernel_mode auto frozen for {counts["fft"]} FFT and '
+                               f'{counts["spatial"]} spatial layers (input {size or "unknown, all FFT"}).')
+        return counts
+
+    def test(self):
+        """SRModel.test; a compiled network without EMA is run eagerly (sizes vary in validation)."""
+        if getattr(self, 'compiled', False) and not hasattr(self, 'net_g_ema'):
+            net = self.get_bare_model(self.net_g)
+            net.eval()
+            with torch.no_grad():
+                self.output = net.forward(self.lq)
+            net.train()
+            return
+        super().test()
 
     def autocast(self):
         """Context for the forward pass: autocast when ``use_amp`` is set, else nothing."""

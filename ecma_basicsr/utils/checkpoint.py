@@ -83,7 +83,7 @@ def safe_load(path, map_location='cpu'):
             f'weights-only, so code hidden in a pickle never runs. Use checkpoints from sources you trust; a '
             f'trusted file with extra objects can be re-saved as a plain state dict of tensors.') from None
     except (RuntimeError, EOFError, ValueError, OSError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        first = str(err).splitlines()[0].split('. ')[0] if str(err) else type(err).__name__
         raise CorruptCheckpointError(f"Checkpoint '{path}' is truncated or corrupt ({first}). "
                                      f'It was probably cut short by a crash or an incomplete copy.') from None
 
@@ -157,6 +157,7 @@ def load_resume_state(opt, map_location='cpu'):
     """
     from basicsr.utils.misc import check_resume
 
+    _NOTES.clear()  # notes belong to this discovery only
     exp_root = opt['path'].get('experiments_root') or osp.join('experiments', opt['name'])
     state_dir = opt['path'].get('training_states') or osp.join(exp_root, 'training_states')
     opt['path'].setdefault('models', osp.join(exp_root, 'models'))
