@@ -113,6 +113,10 @@ def test_sigkill_then_auto_resume_reaches_the_uninterrupted_weights(runs):
     assert re.search(r'iter:\s+5,', log) and not re.search(r'iter:\s+[1-4],', log)
     straight_net, straight_state = _final(runs['root'], 'straight')
     net, state = _final(runs['root'], 'killed')
+    diffs = [_max_diff(net[k], straight_net[k]) for k in ('params', 'params_ema')]
+    diffs += [_max_diff(state[k], straight_state[k]) for k in ('optimizers', 'rng')]
+    print(f'killed at {KILL_AT}, resumed from 4: max |diff| params {diffs[0]:.3g}, EMA {diffs[1]:.3g}, '
+          f'optimizer {diffs[2]:.3g}, RNG {diffs[3]:.3g}')
     assert _max_diff(net['params'], straight_net['params']) <= 1e-6
     assert _max_diff(net['params_ema'], straight_net['params_ema']) <= 1e-6
     assert _max_diff(net['params_ema'], net['params']) > 1e-4, 'EMA should differ from the raw weights'
@@ -133,6 +137,8 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(runs):
     assert 'Resume: epoch 0 continues after 4 of 6 samples' in log
     straight_net, _ = _final(runs['root'], 'straight')
     net, _ = _final(runs['root'], 'fallback')
+    diffs = [_max_diff(net[k], straight_net[k]) for k in ('params', 'params_ema')]
+    print(f'net_g_4.pth truncated, resumed from 2: max |diff| params {diffs[0]:.3g}, EMA {diffs[1]:.3g}')
     assert _max_diff(net['params'], straight_net['params']) <= 1e-6
     assert _max_diff(net['params_ema'], straight_net['params_ema']) <= 1e-6
 
