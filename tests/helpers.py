@@ -66,7 +66,8 @@ def write_yaml(path, opt):
 
 def run_cli(args, cwd, timeout=300, env=None):
     """Run ``basicsr <args>`` as the user would (a fresh process); returns CompletedProcess."""
-    full_env = dict(os.environ, OMP_NUM_THREADS='2')
+    # one thread: on a busy 2-core machine two OpenMP threads spin-wait and run ~10x slower
+    full_env = dict(os.environ, OMP_NUM_THREADS='1')
     full_env.update(env or {})  # callers may override OMP_NUM_THREADS too
     return subprocess.run([sys.executable, '-m', 'ecma_basicsr.cli', *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env=full_env)

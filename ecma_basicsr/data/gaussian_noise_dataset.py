@@ -72,7 +72,9 @@ class GaussianNoiseDataset(data.Dataset):
         if self.opt['phase'] == 'train':
             img = random_crop(img, self.opt['gt_size'], path)
             img = augment(img, self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
-            rng = np.random.default_rng()
+            # seeded from numpy's global generator, which BasicSR's worker seeding (and the
+            # per-sample seeding of exact resume) controls, so training runs repeat exactly
+            rng = np.random.default_rng(np.random.randint(2**31))
             noisy = add_gaussian_noise(img, self.sigma, rng)
         else:
             # The published protocol seeds numpy's global generator before every test image.
