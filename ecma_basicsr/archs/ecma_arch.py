@@ -274,7 +274,22 @@ class Fusion(nn.Module):
         self.fuse = nn.Conv2d(channels * 2, channels, 1)
 
     def forward(self, deep, skip):
-        return self.fuse(torch.cat([self.up(deep), skip], dim=1))
+        return self.fuse(torch.cat([transposed_conv2x2_as_shuffle(deep, self.up), skip], dim=1))
+
+
+def transposed_conv2x2_as_shuffle(x, up):
+    """``up(x)`` for a ConvTranspose2d with kernel 2 and stride 2, as a 1x1 conv and PixelShuffle(2).
+
+    The 2x2 stride-2 transposed conv has no overlapping windows: output pixel (2i + di, 2j + dj)
+    of channel o is sum_c W[c, o, di, dj] x[c, i, j] + b[o], which is channel 4o + 2di + dj of a
+    1x1 conv with the weight permuted, shuffled into place. Same parameters and arithmetic; on CPU
+    it runs as one GEMM instead of PyTorch's transposed-conv path (measured 0.76 s for
+    64 -> 32 channels at 1280x720 on one thread, about ten times the GEMM).
+    """
+    c_in, c_out = up.weight.shape[:2]
+    weight = up.weight.permute(1, 2, 3, 0).reshape(c_out * 4, c_in, 1, 1)
+    bias = up.bias.repeat_interleave(4) if up.bias is not None else None
+    return F.pixel_shuffle(F.conv2d(x, weight, bias), 2)
 
 
 class ECMAUNet(nn.Module):

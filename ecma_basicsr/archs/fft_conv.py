@@ -149,16 +149,23 @@ def _time_pair(fn_a, fn_b, rounds=3):
     return best
 
 
+def _auto_key(x, weight, with_spectrum):
+    return (x.device.type, x.dtype, tuple(x.shape), x.is_contiguous(), tuple(weight.shape), with_spectrum,
+            torch.get_num_threads())
+
+
 def auto_choice(x, weight, spectrum=None):
     """'fft' or 'spatial', whichever is faster for this input/kernel; measured once, cached.
 
     The FFT path is timed as it will run: with ``spectrum`` (the cached kernel spectrum at
-    inference) when given. Both paths are timed interleaved, best of three, so a burst of load
+    inference) when given; ``spectrum`` may also be a function returning it, called only when a
+    measurement is needed. Both paths are timed interleaved, best of three, so a burst of load
     from other processes is less likely to decide.
     """
-    key = (x.device.type, x.dtype, tuple(x.shape), x.is_contiguous(), tuple(weight.shape), spectrum is not None,
-           torch.get_num_threads())
+    key = _auto_key(x, weight, spectrum is not None)
     if key not in _AUTO_CHOICE:
+        if callable(spectrum):
+            spectrum = spectrum()
         with torch.no_grad():
             xd, wd = x.detach(), weight.detach()
             t_fft, t_spatial = _time_pair(lambda: fft_grouped_conv(xd, wd, spectrum=spectrum),
@@ -206,7 +213,8 @@ class LargeKernelConv(GroupedSameConv):
         """The path a forward on ``x`` takes ('fft' or 'spatial'); 'auto' measures once per shape."""
         if self.mode != 'auto':
             return self.mode
-        path = auto_choice(x, self.weight, self._cached_spectrum(x))
+        inference = not (self.training or torch.is_grad_enabled())
+        path = auto_choice(x, self.weight, (lambda: self._cached_spectrum(x)) if inference else None)
         if path == 'spatial':
             self._spectrum_cache = None  # do not keep a spectrum (up to tens of MB) for a path not taken
         return path
