@@ -60,3 +60,18 @@ def test_grad_clip_limits_the_update(tmp_path):
 def test_registry_miss_lists_valid_choices():
     with pytest.raises(KeyError, match='Valid choices: .*ECMA, ECMASR'):
         ARCH_REGISTRY.get('ECMAX')
+
+
+def test_multi_output_network_trains_under_bf16(tmp_path):
+    """IRNeXt returns [1/4, 1/2, full] in training; AMP casts every output for its loss."""
+    opt = model_opt(tmp_path)
+    opt['scale'] = 1
+    opt['network_g'] = dict(type='IRNeXt', width=8, num_blocks=2, return_all_train=True)
+    opt['train']['pixel_opt'] = dict(type='IRNeXtLoss')
+    opt['train'].pop('fft_opt')
+    opt['train']['use_amp'] = 'bf16'
+    model = build_model(opt)
+    model.feed_data({'lq': torch.rand(2, 3, 32, 32), 'gt': torch.rand(2, 3, 32, 32)})
+    model.optimize_parameters(1)
+    assert all(o.dtype == torch.float32 for o in model.output)
+    assert torch.isfinite(torch.tensor(model.get_current_log()['l_pix']))

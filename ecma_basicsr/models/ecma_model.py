@@ -208,8 +208,9 @@ class ECMAModel(SRModel):
         self.optimizer_g.zero_grad()
         with self.autocast():
             self.output = self.net_g(self.lq)
-        if self.amp_dtype is not None:
-            self.output = self.output.float()  # losses in float32
+        if self.amp_dtype is not None:  # losses in float32; multi-output networks return a list
+            out = self.output
+            self.output = [o.float() for o in out] if isinstance(out, (list, tuple)) else out.float()
         l_total, terms = self.compute_losses()
         if not torch.isfinite(l_total):
             values = ', '.join(f'{k}={v.item():.4g}' for k, v in terms.items())
