@@ -161,3 +161,13 @@ def test_checkpoint_mismatch_names_the_upscale():
     with pytest.raises(CheckpointMismatchError, match='trained for upscale=4'):
         ECMASR(3, width=8, enc_blocks=(1, 1)).load_state_dict(x4.state_dict())
     ECMASR(4, width=8, enc_blocks=(1, 1)).load_state_dict(x4.state_dict())
+
+
+@pytest.mark.parametrize('name', ['ECMA-T', 'ECMA-S', 'ECMA-B', 'ECMA-SR'])
+def test_table1_params_within_3_and_macs_within_5_percent(name):
+    """Table 1 through the same report users run (``python -m ecma_basicsr.table1``)."""
+    from ecma_basicsr.table1 import table1_report
+    (_, params, p_params, macs, macs_fft, p_macs), = table1_report([name])
+    assert abs(params / 1e6 / p_params - 1) <= 0.03
+    assert abs(macs / 1e9 / p_macs - 1) <= 0.05 and abs(macs_fft / 1e9 / p_macs - 1) <= 0.05
+    assert macs_fft > macs  # the FFT work is counted in the second figure

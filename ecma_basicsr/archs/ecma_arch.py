@@ -36,10 +36,10 @@ Measured with ``python -m ecma_basicsr.table1`` (256x256 input; SR x4 to 1280x72
 mmengine with the FFT uncounted, then with the FFT formula of :mod:`ecma_basicsr.utils.flops`)::
 
     variant    params  paper   MACs(noFFT)  MACs(+FFT)  paper
-    ECMA-T    10.614M  10.5M     15.80G       15.92G    15.9G   (+1.1% params, -0.6% MACs)
-    ECMA-S    32.138M  31.7M     49.75G       49.94G    48.4G   (+1.4% params, +2.8% MACs)
-    ECMA-B    19.649M  19.5M     62.85G       63.27G    63.0G   (+0.8% params, -0.2% MACs)
-    ECMA-SR    1.440M   1.4M     48.09G       48.84G    50.5G   (+2.8% params, -4.8% MACs)
+    ECMA-T    10.614M  10.5M     16.16G       16.28G    15.9G   (+1.1% params, +1.7% / +2.4% MACs)
+    ECMA-S    32.138M  31.7M     50.36G       50.55G    48.4G   (+1.4% params, +4.0% / +4.4% MACs)
+    ECMA-B    19.649M  19.5M     64.10G       64.52G    63.0G   (+0.8% params, +1.7% / +2.4% MACs)
+    ECMA-SR    1.440M   1.4M     50.24G       50.99G    50.5G   (+2.8% params, -0.5% / +1.0% MACs)
 
 Ablations of Tables 8 and 9 are constructor options (see :data:`ABLATIONS`), not copies.
 """
