@@ -75,3 +75,10 @@ def test_multi_output_network_trains_under_bf16(tmp_path):
     model.optimize_parameters(1)
     assert all(o.dtype == torch.float32 for o in model.output)
     assert torch.isfinite(torch.tensor(model.get_current_log()['l_pix']))
+
+
+def test_channel_mismatch_names_the_image(tmp_path):
+    model = build_model(model_opt(tmp_path))
+    for channels in (1, 4):
+        with pytest.raises(ValueError, match=rf'image photo\.png has {channels} channels but network_g takes in_ch=3'):
+            model.feed_data({'lq': torch.rand(1, channels, 8, 8), 'lq_path': ['photo.png']})

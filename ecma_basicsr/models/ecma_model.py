@@ -173,6 +173,17 @@ class ECMAModel(SRModel):
         if self.grad_scaler is not None and state.get('grad_scaler'):
             self.grad_scaler.load_state_dict(state['grad_scaler'])
 
+    def feed_data(self, data):
+        """SRModel.feed_data, refusing images whose channel count the network cannot take."""
+        expected = getattr(self.get_bare_model(self.net_g), 'in_ch', None)
+        got = data['lq'].shape[1]
+        if expected is not None and got != expected:
+            names = data.get('lq_path') or ['(no path)']
+            raise ValueError(f"image {names[0]} has {got} channels but network_g takes in_ch={expected}. "
+                             f"Set network_g:in_ch: {got}, or read the images with {expected} channel(s) "
+                             f"(BasicSR reads colour; gray networks need 'color: y' or in_ch: 1 datasets).")
+        super().feed_data(data)
+
     def get_optimizer(self, optim_type, params, lr, **kwargs):
         return make_optimizer(optim_type, params, lr, **kwargs)
 
