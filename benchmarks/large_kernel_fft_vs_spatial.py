@@ -13,7 +13,7 @@ Usage::
 
     python benchmarks/large_kernel_fft_vs_spatial.py                    # T/S/B at 256x256 and 1280x720, SR x4
     python benchmarks/large_kernel_fft_vs_spatial.py --variants T --sizes 256x256 --rounds 3
-    python benchmarks/large_kernel_fft_vs_spatial.py --threads 1 --json out.json
+    python benchmarks/large_kernel_fft_vs_spatial.py --threads 1 --keep-freed-memory --json out.json
 """
 import argparse
 import json
@@ -86,11 +86,17 @@ def main(argv=None):
     p.add_argument('--rounds', type=int, default=5)
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: all cores)')
     p.add_argument('--tie', type=float, default=0.10, help='relative difference counted as a tie for auto')
+    p.add_argument('--keep-freed-memory', action='store_true',
+                   help='glibc keeps freed memory (no page faults on fresh large tensors), as basicsr bench can')
     p.add_argument('--json', default=None, help='also write the rows here')
     args = p.parse_args(argv)
+    if args.keep_freed_memory:
+        from ecma_basicsr.bench.measure import keep_freed_memory
+        keep_freed_memory()
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, rounds {args.rounds}, '
-          f'load average {os.getloadavg()[0]:.1f}')
+          f'load average {os.getloadavg()[0]:.1f}, keep freed memory: {args.keep_freed_memory}, '
+          f'fft_conv from {fft_conv.__file__}')
     cache, rows = {}, []
     header = (f"{'variant':7} {'size':9} {'layers':>6} {'C':>4} {'HxW':>9} {'k':>3} {'plane':>9} "
               f"{'fft ms':>8} {'spat ms':>8} {'faster':>7} {'x':>5} {'auto':>7} {'ok':>3} {'maxdiff':>8} "

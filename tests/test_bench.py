@@ -174,6 +174,10 @@ def test_spec_grammar(tmp_path):
     opt.write_text('name: from_yml\nscale: 3\nnetwork_g:\n  type: IMDN\n  upscale: 3\n  nf: 8\n')
     spec = parse_spec(str(opt))
     assert (spec.label, spec.arch, spec.scale, spec.kwargs) == ('from_yml', 'IMDN', 3, dict(upscale=3, nf=8))
+    opt.write_text(opt.read_text() + 'path:\n  pretrain_network_g: experiments/untrained/net_g_latest.pth\n')
+    with pytest.raises(BenchError, match=r'not found: .*untrained.*o\.yml@none'):
+        expand_specs([str(opt)])
+    assert expand_specs([f'{opt}@none'])[0].checkpoint is None
 
 
 def test_unknown_network_and_missing_checkpoint_fail_clearly(tmp_path, capsys):

@@ -125,7 +125,12 @@ def main(argv=None):
                       warmup=warmup, repeats=repeats, budget=args.budget or 0, eval_budget=args.eval_budget or 0,
                       gemm_n=args.gemm_n, count_macs=not args.no_macs, keep_freed_memory=args.keep_freed_memory,
                       seed=args.seed, statistic=statistic)
-    info = dict(load_start=_load())
+    load = _load()
+    if load is not None and cfg.threads > 1 and load > (os.cpu_count() or 1):
+        print(f'warning: load average {load:.1f} on {os.cpu_count()} cores: other processes compete for the CPU, and '
+              f'with {cfg.threads} threads every op waits for its slowest thread. Timings will be noisy and '
+              'slow; --threads 1 is steadier on a shared machine.', file=sys.stderr)
+    info = dict(load_start=load)
     rows, run_info = run_all(specs, testsets, cfg, log=lambda m: print(m, flush=True))
     info.update(run_info, load_end=_load())
     paths = write_all(args.out, rows, cfg, info, argv, testsets, plot_size)

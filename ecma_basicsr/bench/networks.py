@@ -11,7 +11,8 @@ A network spec is one of:
 * a BasicSR option file (``*.yml``): its ``network_g``, ``scale``, ``name`` and
   ``path:pretrain_network_g`` / ``param_key_g``.
 
-Any spec may start with ``LABEL=`` to name the row and end with ``@CHECKPOINT``.
+Any spec may start with ``LABEL=`` to name the row and end with ``@CHECKPOINT`` (``@none``: no
+weights, e.g. for an option file whose ``pretrain_network_g`` is not trained yet).
 Super-resolution networks (scale > 1) are measured at an *output* size: a ``1280x720`` size
 means a 320x180 input at x4, as the papers count SR MACs (ECMA Table 1 and 5).
 """
@@ -207,10 +208,11 @@ def parse_spec(text):
     if '@' in text:
         text, checkpoint = text.rsplit('@', 1)
         checkpoint = checkpoint.strip()
+    no_weights = checkpoint is not None and checkpoint.lower() == 'none'
     if text.endswith(('.yml', '.yaml')):
         d = _from_option_file(text, label)
         if checkpoint:
-            d['checkpoint'] = checkpoint
+            d['checkpoint'] = None if no_weights else checkpoint
         d.update(source=source)
         d['task'] = 'sr' if d['scale'] > 1 else 'restore'
         return _finish(d)
@@ -228,7 +230,8 @@ def parse_spec(text):
     else:
         raise _unknown_name(name)
     scale = infer_scale(arch, kwargs)
-    d = dict(label=label or default_label, arch=arch, kwargs=kwargs, scale=scale, checkpoint=checkpoint,
+    d = dict(label=label or default_label, arch=arch, kwargs=kwargs, scale=scale,
+             checkpoint=None if no_weights else checkpoint,
              task='sr' if scale > 1 else 'restore', source=source)
     return _finish(d)
 
@@ -271,8 +274,8 @@ def expand_specs(entries, weights=()):
     for spec in specs:
         if spec.checkpoint and not osp.isfile(spec.checkpoint):
             raise BenchError(f"checkpoint for '{spec.label}' not found: '{spec.checkpoint}'. Give the path of "
-                             f"an existing .pth file (--weights {spec.label}=PATH or {spec.source}@PATH), or "
-                             'drop it to measure the network without weights.')
+                             f"an existing .pth file (--weights {spec.label}=PATH or SPEC@PATH), or measure the "
+                             f"network without weights ({spec.source.split('@')[0]}@none).")
     return specs
 
 
