@@ -13,7 +13,7 @@ from conftest import shared_path
 from ecma_basicsr.archs.fft_conv import LargeKernelConv, fft_plane
 from ecma_basicsr.bench import BenchError
 from ecma_basicsr.bench.networks import expand_specs, parse_spec
-from ecma_basicsr.bench.report import csv_columns
+from ecma_basicsr.bench.report import csv_columns, default_plot_size, make_plots
 from ecma_basicsr.bench.testsets import parse_testset, reference_scores
 from ecma_basicsr.utils.flops import analyze_macs, fft_conv_macs, transform_macs
 
@@ -136,6 +136,14 @@ def test_bicubic_set5_x4_through_the_harness_matches_basicsr_metrics(tmp_path):
     write_csv(tmp_path / 'r.csv', rows, [], ['Set5'])
     _, csv_rows = read_csv(tmp_path / 'r.csv')
     assert float(csv_rows[0]['psnr@Set5']) == pytest.approx(got['psnr'], abs=1e-4)
+    plots = make_plots(str(tmp_path), rows, ['256x256'], ['Set5'], set_tasks={'Set5': 'sr'})
+    assert osp.basename(plots[0]) == 'psnr_vs_macs_Set5.png' and osp.getsize(plots[0]) > 0
+
+
+def test_psnr_plots_use_the_papers_sizes_by_default():
+    sizes = ['256x256', '1280x720']
+    assert default_plot_size(sizes, 'sr') == '1280x720' and default_plot_size(sizes, 'deblur') == '256x256'
+    assert default_plot_size(['64x64', '128x128'], 'sr') == '128x128'
 
 
 def glob_png(folder):

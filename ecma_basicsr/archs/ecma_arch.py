@@ -184,16 +184,15 @@ def _needs_grad(*tensors):
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def channel_layer_norm_inference(x, norm):
-    """:class:`LayerNorm2d` ``norm`` applied to ``x`` without autograd, with two full-size temporaries.
+def channel_standardize_inference(x, eps):
+    """(x - mean) / sqrt(var + eps) over the channel axis of each pixel, without autograd.
 
-    The centred map is computed once and then scaled in place; LayerNorm2d's own forward (kept for
-    training) makes five. (``torch.var_mean`` over the channel axis would be one pass, but it is
+    Two full-size temporaries (the centred map, scaled in place, and its square); LayerNorm2d's own
+    forward makes five. (``torch.var_mean`` over the channel axis would read x once, but it is
     several times slower on CPU than two plain means.)
     """
     y = x - x.mean(1, keepdim=True)
-    rstd = y.square().mean(1, keepdim=True).add_(norm.eps).rsqrt_()
-    return y.mul_(rstd).mul_(norm.weight.view(1, -1, 1, 1)).add_(norm.bias.view(1, -1, 1, 1))
+    return y.mul_(y.square().mean(1, keepdim=True).add_(eps).rsqrt_())
 
 
 class GatedFFN(nn.Module):
@@ -208,8 +207,14 @@ class GatedFFN(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x):
-        normed = self.norm(x) if _needs_grad(x, self.norm.weight) else channel_layer_norm_inference(x, self.norm)
-        a, b = self.conv1(normed).chunk(2, dim=1)
+        if _needs_grad(x, self.norm.weight, self.conv1.weight):
+            hidden = self.conv1(self.norm(x))
+        else:
+            # inference: the norm's affine folded into conv1, conv1(w * n + b) = (W1 diag w) n + (W1 b + b1)
+            w1 = self.conv1.weight * self.norm.weight.view(1, -1, 1, 1)
+            b1 = torch.addmv(self.conv1.bias, self.conv1.weight.flatten(1), self.norm.bias)
+            hidden = F.conv2d(channel_standardize_inference(x, self.norm.eps), w1, b1)
+        a, b = hidden.chunk(2, dim=1)
         return torch.addcmul(x, self.gamma, self.conv2(a * b))  # x + gamma * (.), one pass
 
 

@@ -67,8 +67,9 @@ def build_parser():
     p.add_argument('--limit-images', type=int, default=None, help='evaluate at most this many images per test set')
     p.add_argument('--seed', type=int, default=0, help='seed of the random inputs and of the awgn noise')
     p.add_argument('--gemm-n', type=int, default=1536, help='matrix side of the GEMM ceiling probe')
-    p.add_argument('--plot-size', default=None, metavar='WxH', help='size whose MACs the PSNR plot uses (default: '
-                   'first of --sizes)')
+    p.add_argument('--plot-size', default=None, metavar='WxH',
+                   help='size whose MACs the PSNR plots use (default: as the papers, 1280x720 for SR sets and '
+                        '256x256 otherwise, when measured)')
     p.add_argument('--out', default='bench_out', help='output folder (default bench_out/, git-ignored)')
     p.add_argument('--list', action='store_true', help='list the network presets and exit')
     return p

@@ -227,14 +227,27 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
         f.write('\n'.join(lines))
 
 
-def make_plots(out_dir, rows, size_keys, set_names, plot_size):
-    """PSNR-vs-MACs per test set (Fig. 1) and latency-vs-MACs; returns the PNG paths."""
+def default_plot_size(size_keys, task):
+    """MACs the PSNR plot uses, as the papers count them: SR at 1280x720 output, restoration at 256x256."""
+    want = '1280x720' if task == 'sr' else '256x256'
+    if want in size_keys:
+        return want
+    return size_keys[-1] if task == 'sr' else size_keys[0]
+
+
+def make_plots(out_dir, rows, size_keys, set_names, plot_size=None, set_tasks=None):
+    """PSNR-vs-MACs per test set (Fig. 1) and latency-vs-MACs; returns the PNG paths.
+
+    ``plot_size`` fixes the size whose MACs the PSNR plots use; by default it follows the papers
+    (:func:`default_plot_size` of each set's task in ``set_tasks``).
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     paths = []
     for t in set_names:
+        size = plot_size or default_plot_size(size_keys, (set_tasks or {}).get(t))
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         points, refs = 0, []
         for row in rows:
@@ -244,7 +257,7 @@ def make_plots(out_dir, rows, size_keys, set_names, plot_size):
             if row.kind == 'reference':
                 refs.append((row.label, e['psnr']))
                 continue
-            m = size_metrics(row.sizes.get(plot_size))
+            m = size_metrics(row.sizes.get(size))
             if m.get('gmacs_fft') is None:
                 continue
             ax.scatter(m['gmacs_fft'], e['psnr'], s=30)
@@ -254,7 +267,7 @@ def make_plots(out_dir, rows, size_keys, set_names, plot_size):
             ax.axhline(psnr, ls='--', color='gray', lw=1)
             ax.annotate(f'{label}: {psnr:.2f} dB', (0.01, psnr), xycoords=('axes fraction', 'data'), va='bottom',
                         fontsize=8, color='gray')
-        ax.set_xlabel(f'GMACs at {plot_size} (FFT counted)')
+        ax.set_xlabel(f'GMACs at {size} (FFT counted)')
         ax.set_ylabel(f'PSNR on {t} (dB)')
         title = f'PSNR vs MACs: {t}'
         if not points:
@@ -314,6 +327,6 @@ def write_all(out_dir, rows, cfg, info, argv, testsets, plot_size=None):
     with open(osp.join(out_dir, 'raw.json'), 'w') as f:
         json.dump([dict(row.__dict__) for row in rows], f, indent=1, default=str)
     write_csv(osp.join(out_dir, 'results.csv'), rows, size_keys, set_names)
-    plots = make_plots(out_dir, rows, size_keys, set_names, plot_size or size_keys[0])
+    plots = make_plots(out_dir, rows, size_keys, set_names, plot_size, {ts.name: ts.task for ts in testsets})
     write_markdown(osp.join(out_dir, 'results.md'), rows, size_keys, set_names, prov, plots)
     return [osp.join(out_dir, n) for n in ('results.csv', 'results.md', 'provenance.json', 'raw.json')] + plots
