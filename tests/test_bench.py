@@ -74,6 +74,18 @@ def test_markdown_plots_and_provenance(bench_run):
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
+def test_rerender_rebuilds_the_tables_from_raw_json(bench_run, tmp_path):
+    import shutil
+    from ecma_basicsr.bench.report import rerender
+    copy = tmp_path / 'copy'
+    shutil.copytree(bench_run, copy)
+    (copy / 'results.csv').unlink()
+    (copy / 'results.md').unlink()
+    rerender(str(copy))
+    assert (copy / 'results.csv').read_text() == (bench_run / 'results.csv').read_text()
+    assert (copy / 'results.md').read_text() == (bench_run / 'results.md').read_text()
+
+
 def test_macs_scale_by_four_for_a_pure_convolution_network():
     from basicsr.archs.edsr_arch import EDSR
     net = EDSR(3, 3, num_feat=8, num_block=2, upscale=2)

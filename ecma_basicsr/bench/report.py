@@ -184,7 +184,7 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
         head += [f'GMACs {s} (+FFT)', f'latency {s}', f'peak MB {s}', f'% GEMM {s}']
     head += [f'{t} PSNR / SSIM' for t in set_names]
     lines += ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
-    notes = []
+    notes, cut = [], []
     for row in rows:
         cells = [row.label + (' *(ref)*' if row.kind == 'reference' else ''),
                  f'{row.params / 1e6:.3f}' if row.params else '']
@@ -201,7 +201,9 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
             if frac and m.get('gemm_frac_best') is not None:
                 frac += f" ({100 * m['gemm_frac_best']:.0f}%)"
             cells.append(frac)
-            if m.get('status') and m['status'] != 'ok':
+            if m.get('status', 'ok').startswith('ok ('):
+                cut.append(f"{row.label} at {s} ({m['runs']})")
+            elif m.get('status') and m['status'] != 'ok':
                 notes.append(f'{row.label} at {s}: {m["status"]}')
         for t in set_names:
             e = row.evals.get(t)
@@ -219,10 +221,13 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
               '(input = size / scale). % GEMM: achieved MAC/s (FFT counted) over the float32 GEMM throughput '
               'probed right before the network, from medians; in brackets the fastest run against the fastest '
               'probe. PSNR/SSIM only where weights were given; references need none.', '']
+    if cut:
+        notes.append('fewer timed runs than --repeats to stay within the budget: ' + ', '.join(cut))
     if notes:
         lines += ['Notes:', ''] + [f'- {n}' for n in notes] + ['']
     if plots:
-        lines += ['Plots:', ''] + [f'- `{p}`' for p in plots] + ['']
+        # relative links: the folder can be moved or published as it is
+        lines += ['Plots:', ''] + [f'![{osp.basename(p)}]({osp.basename(p)})' for p in plots] + ['']
     with open(path, 'w') as f:
         f.write('\n'.join(lines))
 
@@ -280,7 +285,7 @@ def make_plots(out_dir, rows, size_keys, set_names, plot_size=None, set_tasks=No
         paths.append(path)
     fig, axes = plt.subplots(1, len(size_keys), figsize=(6.0 * len(size_keys), 4.6), squeeze=False)
     for ax, s in zip(axes[0], size_keys):
-        gemm = []
+        gemm, xs = [], []
         for row in rows:
             m = size_metrics(row.sizes.get(s)) if s in row.sizes else {}
             if m.get('gmacs_fft') is None or m.get('lat_median_ms') is None:
@@ -288,14 +293,14 @@ def make_plots(out_dir, rows, size_keys, set_names, plot_size=None, set_tasks=No
             ax.scatter(m['gmacs_fft'], m['lat_median_ms'], s=30)
             ax.annotate(row.label, (m['gmacs_fft'], m['lat_median_ms']), textcoords='offset points',
                         xytext=(4, 3), fontsize=7)
+            xs.append(m['gmacs_fft'])
             if m.get('gemm_gmac_per_s'):
                 gemm.append(m['gemm_gmac_per_s'])
         if gemm:
             import statistics
             g = statistics.median(gemm)
-            lo, hi = ax.get_xlim()
-            xs = [max(lo, 1e-3), hi]
-            ax.plot(xs, [x / g * 1e3 for x in xs], ls='--', color='gray', lw=1,
+            line = [min(xs) / 1.5, max(xs) * 1.5]
+            ax.plot(line, [x / g * 1e3 for x in line], ls='--', color='gray', lw=1,
                     label=f'at GEMM speed ({g:.0f} GMAC/s)')
             ax.legend(fontsize=8, loc='upper left')
         ax.set_xscale('log')
@@ -315,6 +320,22 @@ def _safe(name):
     return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name)
 
 
+def rerender(out_dir, plot_size=None):
+    """Write results.csv / results.md / plots again from ``raw.json`` and ``provenance.json`` of a run."""
+    from .runner import Row
+    with open(osp.join(out_dir, 'raw.json')) as f:
+        rows = [Row(**d) for d in json.load(f)]
+    with open(osp.join(out_dir, 'provenance.json')) as f:
+        prov = json.load(f)
+    size_keys = prov['sizes']
+    sets = prov.get('testsets') or []
+    set_names = [t['name'] for t in sets] or sorted({t for r in rows for t in r.evals})
+    write_csv(osp.join(out_dir, 'results.csv'), rows, size_keys, set_names)
+    plots = make_plots(out_dir, rows, size_keys, set_names, plot_size, {t['name']: t['task'] for t in sets})
+    write_markdown(osp.join(out_dir, 'results.md'), rows, size_keys, set_names, prov, plots)
+    return plots
+
+
 def write_all(out_dir, rows, cfg, info, argv, testsets, plot_size=None):
     """Write every output into ``out_dir``; returns the list of written paths."""
     from .runner import size_key
@@ -322,6 +343,7 @@ def write_all(out_dir, rows, cfg, info, argv, testsets, plot_size=None):
     size_keys = [size_key(hw) for hw in cfg.sizes]
     set_names = [ts.name for ts in testsets]
     prov = provenance(cfg, info, argv)
+    prov['testsets'] = [dict(name=ts.name, task=ts.task, path=ts.path, sigma=ts.sigma) for ts in testsets]
     with open(osp.join(out_dir, 'provenance.json'), 'w') as f:
         json.dump(prov, f, indent=2)
     with open(osp.join(out_dir, 'raw.json'), 'w') as f:
@@ -330,3 +352,22 @@ def write_all(out_dir, rows, cfg, info, argv, testsets, plot_size=None):
     plots = make_plots(out_dir, rows, size_keys, set_names, plot_size, {ts.name: ts.task for ts in testsets})
     write_markdown(osp.join(out_dir, 'results.md'), rows, size_keys, set_names, prov, plots)
     return [osp.join(out_dir, n) for n in ('results.csv', 'results.md', 'provenance.json', 'raw.json')] + plots
+
+
+if __name__ == '__main__':
+    import argparse
+    parser = argparse.ArgumentParser(description='Re-render a bench output folder from its raw.json.')
+    parser.add_argument('out_dir')
+    parser.add_argument('--plot-size', default=None, help='WxH whose MACs the PSNR plots use')
+    parser.add_argument('--set-task', nargs='*', default=[], metavar='NAME=TASK',
+                        help='task of a test set, for runs whose provenance does not list them')
+    a = parser.parse_args()
+    import ecma_basicsr  # noqa: F401
+    if a.set_task:
+        with open(osp.join(a.out_dir, 'provenance.json')) as f:
+            p = json.load(f)
+        p['testsets'] = [dict(name=n, task=t) for n, t in (item.split('=', 1) for item in a.set_task)]
+        with open(osp.join(a.out_dir, 'provenance.json'), 'w') as f:
+            json.dump(p, f, indent=2)
+    for path in rerender(a.out_dir, a.plot_size):
+        print(path)
