@@ -100,15 +100,40 @@ def same_cost_spatial_kernel(k, h, w):
     return max(SMALL_KERNEL, round(math.sqrt(fft_conv_macs_per_pixel(h, w, k))))
 
 
+COMBINE_OPS = {'product': torch.mul, 'add': torch.add, 'concat': None}  # the first branch of Q, if any
+
+
 def combine_branches(a, b, how):
     """Branches of Q in Eq. 3: adaptive product (paper), or Table 8's addition / concatenation."""
-    if how == 'product':
-        return [a * b, a, b]
-    if how == 'add':
-        return [a + b, a, b]
-    if how == 'concat':
-        return [a, b]
-    raise ValueError(f"lam_combine must be one of {tuple(COMBINES)}, got '{how}'.")
+    if how not in COMBINE_OPS:
+        raise ValueError(f"lam_combine must be one of {tuple(COMBINES)}, got '{how}'.")
+    op = COMBINE_OPS[how]
+    return ([op(a, b)] if op else []) + [a, b]
+
+
+def write_branches(a, b, how, out):
+    """:func:`combine_branches` written into ``out`` (B, branches * c, H, W) without a concatenation."""
+    slots = out.split(a.shape[1], dim=1)
+    op = COMBINE_OPS[how]
+    if op is not None:
+        op(a, b, out=slots[0])
+    if slots[-1].data_ptr() != b.data_ptr():  # b may already have been computed in place
+        slots[-1].copy_(b)
+    slots[-2].copy_(a)
+
+
+def residual_conv1x1(x, gamma, conv, inp):
+    """``x + gamma * conv(inp)`` for a 1x1 ``conv``, without autograd, in one GEMM per sample.
+
+    The output starts as ``x + gamma * bias`` and the GEMM accumulates into it (beta = 1), so the
+    conv's bias pass, its output map and the separate residual pass all disappear.
+    """
+    weight = conv.weight.flatten(1) * gamma.view(-1, 1)
+    shift = gamma.view(-1) * conv.bias if conv.bias is not None else torch.zeros_like(gamma.view(-1))
+    out = torch.add(x, shift.view(1, -1, 1, 1))
+    for n in range(x.shape[0]):
+        out[n].view(out.shape[1], -1).addmm_(weight, inp[n].reshape(inp.shape[1], -1))
+    return out
 
 
 class LAM(nn.Module):
@@ -141,6 +166,12 @@ class LAM(nn.Module):
         q = torch.cat(combine_branches(self.conv_w(x), self.conv_ctx(context), self.combine), dim=1)
         return self.norm(q), (self.to_context(q) if self.to_context is not None else None)
 
+    def write_q(self, x, context, out):
+        """Inference: write Q (before the norm) into ``out``; returns O' (or None)."""
+        b = self.conv_ctx(context, out=out[:, out.shape[1] - x.shape[1]:])
+        write_branches(self.conv_w(x), b, self.combine, out)
+        return self.to_context(out) if self.to_context is not None else None
+
 
 class CML(nn.Module):
     """Cascaded Multiscale Learning (Eq. 4-5): 1x1 expand, cascaded LAMs, 1x1 reduce, gamma.
@@ -169,15 +200,36 @@ class CML(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x):
+        if not _needs_grad(x, self.gamma, self.expand.weight):
+            return self._forward_inference(x)
         parts = torch.split(self.expand(x), self.splits, dim=1)
         outs, prev = [], None
         for i, lam in enumerate(self.lams):
-            inp, ctx = parts[2 * i], parts[2 * i + 1]
-            if self.cascade and prev is not None:
-                ctx = torch.cat([prev, ctx], dim=1)
-            o, prev = lam(inp, ctx)
+            o, prev = lam(parts[2 * i], self._context(parts[2 * i + 1], prev))
             outs.append(o)
         return torch.addcmul(x, self.gamma, self.reduce(torch.cat(outs, dim=1)))  # x + gamma * (.), one pass
+
+    def _context(self, raw, prev):
+        return torch.cat([prev, raw], dim=1) if self.cascade and prev is not None else raw
+
+    def _forward_inference(self, x):
+        """The same function with fewer passes over memory (memory traffic, not MACs, bounds it on CPU).
+
+        Every LAM writes its Q into one buffer, so the reduce conv needs no concatenation; one
+        GroupNorm call normalises all LAMs (their groups are independent and all c/4 channels
+        wide); the reduce conv, gamma and the residual are a single GEMM per sample.
+        """
+        parts = torch.split(self.expand(x), self.splits, dim=1)
+        q_all = x.new_empty(x.shape[0], self.reduce.in_channels, *x.shape[-2:])
+        start, prev = 0, None
+        for i, lam in enumerate(self.lams):
+            slot = q_all[:, start:start + lam.out_channels]
+            prev = lam.write_q(parts[2 * i], self._context(parts[2 * i + 1], prev), slot)
+            start += lam.out_channels
+        norms = [lam.norm for lam in self.lams]
+        normed = F.group_norm(q_all, sum(n.num_groups for n in norms), torch.cat([n.weight for n in norms]),
+                              torch.cat([n.bias for n in norms]), norms[0].eps)
+        return residual_conv1x1(x, self.gamma, self.reduce, normed)
 
 
 def _needs_grad(*tensors):
@@ -208,14 +260,13 @@ class GatedFFN(nn.Module):
 
     def forward(self, x):
         if _needs_grad(x, self.norm.weight, self.conv1.weight):
-            hidden = self.conv1(self.norm(x))
-        else:
-            # inference: the norm's affine folded into conv1, conv1(w * n + b) = (W1 diag w) n + (W1 b + b1)
-            w1 = self.conv1.weight * self.norm.weight.view(1, -1, 1, 1)
-            b1 = torch.addmv(self.conv1.bias, self.conv1.weight.flatten(1), self.norm.bias)
-            hidden = F.conv2d(channel_standardize_inference(x, self.norm.eps), w1, b1)
-        a, b = hidden.chunk(2, dim=1)
-        return torch.addcmul(x, self.gamma, self.conv2(a * b))  # x + gamma * (.), one pass
+            a, b = self.conv1(self.norm(x)).chunk(2, dim=1)
+            return torch.addcmul(x, self.gamma, self.conv2(a * b))  # x + gamma * (.), one pass
+        # inference: the norm's affine folded into conv1, conv1(w * n + b) = (W1 diag w) n + (W1 b + b1)
+        w1 = self.conv1.weight * self.norm.weight.view(1, -1, 1, 1)
+        b1 = torch.addmv(self.conv1.bias, self.conv1.weight.flatten(1), self.norm.bias)
+        a, b = F.conv2d(channel_standardize_inference(x, self.norm.eps), w1, b1).chunk(2, dim=1)
+        return residual_conv1x1(x, self.gamma, self.conv2, a * b)
 
 
 class ECMABlock(nn.Module):

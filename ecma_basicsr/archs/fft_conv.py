@@ -113,13 +113,18 @@ def fft_grouped_conv(x, weight, bias=None, spectrum=None):
     return y.to(x.dtype)
 
 
-def spatial_grouped_conv(x, weight, bias=None):
+def spatial_grouped_conv(x, weight, bias=None, out=None):
     """The same operation as :func:`fft_grouped_conv` with ``F.conv2d``.
 
     With several inputs per group it runs as a depthwise conv over all inputs followed by a sum
     over each group: the same arithmetic, but CPU backends have fast depthwise kernels while a
     grouped conv with 3-4 inputs per group falls back to a slow generic path (2-3x slower
-    forward + backward, measured at ECMA's shapes).
+    forward + backward, measured at ECMA's shapes). The bias rides on the first input of each
+    group, so it costs no pass of its own.
+
+    Args:
+        out (Tensor | None): Buffer the group sum may be written into (inference only). The
+            returned tensor is the result either way.
     """
     c_out, g, k, _ = weight.shape
     before, after = same_padding(k)
@@ -129,9 +134,12 @@ def spatial_grouped_conv(x, weight, bias=None):
         x, pad = F.pad(x, (before, after, before, after)), 0
     if g == 1:
         return F.conv2d(x, weight, bias, padding=pad, groups=c_out)
-    y = F.conv2d(x, weight.reshape(c_out * g, 1, k, k), padding=pad, groups=c_out * g)
-    y = y.view(y.shape[0], c_out, g, *y.shape[-2:]).sum(dim=2)
-    return y if bias is None else y + bias.view(1, -1, 1, 1)
+    dw_bias = F.pad(bias.view(c_out, 1), (0, g - 1)).flatten() if bias is not None else None
+    y = F.conv2d(x, weight.reshape(c_out * g, 1, k, k), dw_bias, padding=pad, groups=c_out * g)
+    y = y.view(y.shape[0], c_out, g, *y.shape[-2:])
+    if out is not None and not _needs_grad(y):
+        return torch.sum(y, dim=2, out=out)
+    return y.sum(dim=2)
 
 
 def _time_pair(fn_a, fn_b, rounds=3):
@@ -185,8 +193,8 @@ class GroupedSameConv(nn.Conv2d):
             raise ValueError(f'in_channels ({in_channels}) must be a multiple of out_channels ({out_channels}).')
         super().__init__(in_channels, out_channels, kernel_size, padding=0, groups=out_channels, bias=bias)
 
-    def forward(self, x):
-        return spatial_grouped_conv(x, self.weight, self.bias)
+    def forward(self, x, out=None):
+        return spatial_grouped_conv(x, self.weight, self.bias, out)
 
 
 class LargeKernelConv(GroupedSameConv):
@@ -233,7 +241,7 @@ class LargeKernelConv(GroupedSameConv):
             self._spectrum_cache = (key, kernel_spectrum(self.weight, plane))
         return self._spectrum_cache[1]
 
-    def forward(self, x):
+    def forward(self, x, out=None):
         if self.path_for(x) == 'spatial':
-            return spatial_grouped_conv(x, self.weight, self.bias)
+            return spatial_grouped_conv(x, self.weight, self.bias, out)
         return fft_grouped_conv(x, self.weight, self.bias, spectrum=self._cached_spectrum(x))

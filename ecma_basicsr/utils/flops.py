@@ -21,6 +21,9 @@ once here and used by the handles and by :func:`fft_conv_macs`:
 
 One more handle: ``aten::_convolution_mode`` (``nn.Conv2d(..., padding='same')``), which
 mmengine 0.10 does not know and would silently count as zero, is counted like any convolution.
+And ``aten::addmm_``: ECMA's inference path runs a 1x1 conv plus residual as an in-place GEMM
+per sample (:func:`ecma_basicsr.archs.ecma_arch.residual_conv1x1`), which mmengine would also
+count as zero; it is counted like ``aten::addmm`` (m * k * n).
 """
 import math
 from collections import Counter
@@ -235,6 +238,7 @@ def analyze_macs(model, input_or_shape, large_kernel_mode='fft'):
         MacCount
     """
     from mmengine.analysis import FlopAnalyzer
+    from mmengine.analysis.jit_handles import addmm_flop_jit
 
     x = _as_input(model, input_or_shape)
     convs = [m for m in model.modules() if isinstance(m, LargeKernelConv)]
@@ -253,6 +257,7 @@ def analyze_macs(model, input_or_shape, large_kernel_mode='fft'):
             handles.update({op: fft_handle(False, depends) for op in COMPLEX_FFT_OPS})
             handles['aten::mul'] = handles['aten::mul_'] = complex_mul_handle(depends)
             handles['aten::_convolution_mode'] = conv_mode_handle
+            handles['aten::addmm_'] = addmm_flop_jit
             analyzer.set_op_handle(**handles)
             by_op = Counter(analyzer.by_operator())
             unsupported = Counter(analyzer.unsupported_ops())
