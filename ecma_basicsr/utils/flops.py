@@ -21,9 +21,10 @@ once here and used by the handles and by :func:`fft_conv_macs`:
 
 One more handle: ``aten::_convolution_mode`` (``nn.Conv2d(..., padding='same')``), which
 mmengine 0.10 does not know and would silently count as zero, is counted like any convolution.
-And ``aten::addmm_``: ECMA's inference path runs a 1x1 conv plus residual as an in-place GEMM
-per sample (:func:`ecma_basicsr.archs.ecma_arch.residual_conv1x1`), which mmengine would also
-count as zero; it is counted like ``aten::addmm`` (m * k * n).
+Two more that ECMA's inference path traces and mmengine would count as zero:
+``aten::mkldnn_convolution`` (1x1 convs sent to oneDNN directly, see
+:func:`ecma_basicsr.archs.ecma_arch.pointwise_conv`), counted like any convolution, and
+``aten::addmm_`` (the FFN's GEMM accumulating into the residual), counted like ``aten::addmm``.
 """
 import math
 from collections import Counter
@@ -191,7 +192,7 @@ def complex_mul_handle(depends_on_input):
 
 
 def conv_mode_handle(inputs, outputs):
-    """``aten::_convolution_mode`` (string padding such as 'same'): MACs like any convolution."""
+    """``aten::_convolution_mode`` (string padding such as 'same') or ``aten::mkldnn_convolution``."""
     from mmengine.analysis.jit_handles import conv_flop_count
     return Counter({'conv': conv_flop_count(_shape(inputs[0]), _shape(inputs[1]), _shape(outputs[0]))})
 
@@ -256,7 +257,7 @@ def analyze_macs(model, input_or_shape, large_kernel_mode='fft'):
             handles = {op: fft_handle(True, depends) for op in REAL_FFT_OPS}
             handles.update({op: fft_handle(False, depends) for op in COMPLEX_FFT_OPS})
             handles['aten::mul'] = handles['aten::mul_'] = complex_mul_handle(depends)
-            handles['aten::_convolution_mode'] = conv_mode_handle
+            handles['aten::_convolution_mode'] = handles['aten::mkldnn_convolution'] = conv_mode_handle
             handles['aten::addmm_'] = addmm_flop_jit
             analyzer.set_op_handle(**handles)
             by_op = Counter(analyzer.by_operator())
