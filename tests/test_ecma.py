@@ -64,6 +64,24 @@ def test_modes_give_identical_outputs_and_auto_picks_one():
     assert conv.path_for(torch.rand(1, conv.in_channels, 40, 24)) in ('fft', 'spatial')
 
 
+def test_auto_timing_stops_early_when_one_path_is_clearly_slower():
+    import time
+    from ecma_basicsr.archs.fft_conv import _time_pair
+    calls = {'fast': 0, 'slow': 0}
+
+    def run(name, seconds):
+        def fn():
+            calls[name] += 1
+            time.sleep(seconds)
+        return fn
+
+    fast, slow = _time_pair(run('fast', 0.0), run('slow', 0.02), rounds=3)
+    assert slow > 3 * fast and calls == {'fast': 2, 'slow': 2}  # warm-up + one decisive round
+    calls.update(fast=0, slow=0)
+    _time_pair(run('fast', 0.005), run('slow', 0.005), rounds=3)
+    assert calls == {'fast': 4, 'slow': 4}  # a close call gets all rounds
+
+
 def test_inference_spectrum_cache_follows_weight_updates():
     conv = LargeKernelConv(2, 2, 8, mode='fft').eval()
     x = torch.randn(1, 2, 12, 12)
