@@ -233,3 +233,21 @@ def test_a_size_predicted_over_budget_is_reported_not_run():
     out = run_size(None, spec, dict(h=64, w=64), job, state)  # 4x the pixels of a 0.5 s forward > 1 s
     assert out['status'].startswith('over budget: est. 2 s per forward')
     assert out['macs_estimated'] and out['macs'] == pytest.approx(4e6)
+
+
+def test_mac_count_is_the_architectures_not_the_inference_rewrites():
+    """ECMA's inference path folds the fusion's 1x1 conv into the upsampling (fewer MACs at full
+    resolution); the count must still be the architecture's, i.e. what the autograd path traces."""
+    from mmengine.analysis import FlopAnalyzer
+    from mmengine.analysis.jit_handles import addmm_flop_jit
+    from ecma_basicsr.archs.ecma_arch import ECMA
+    from ecma_basicsr.utils.flops import conv_mode_handle
+    net = ECMA(width=8, enc_blocks=(1, 1), kernels=(8, 4), large_kernel_mode='spatial').eval()
+    x = torch.rand(1, 3, 32, 32)
+    autograd_trace = FlopAnalyzer(net, (x, )).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    assert analyze_macs(net, x, large_kernel_mode='spatial').macs == autograd_trace.total()
+    with torch.no_grad():
+        rewritten = FlopAnalyzer(net, (x, )).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        rewritten.set_op_handle(**{'aten::mkldnn_convolution': conv_mode_handle, 'aten::addmm_': addmm_flop_jit})
+        # the rewrite saves W_a at full resolution (8 x 8 channels, 32 x 32; the norms are traced differently)
+        assert 0.9 * 8 * 8 * 32 * 32 < autograd_trace.total() - rewritten.total() <= 8 * 8 * 32 * 32

@@ -21,10 +21,11 @@ once here and used by the handles and by :func:`fft_conv_macs`:
 
 One more handle: ``aten::_convolution_mode`` (``nn.Conv2d(..., padding='same')``), which
 mmengine 0.10 does not know and would silently count as zero, is counted like any convolution.
-Two more that ECMA's inference path traces and mmengine would count as zero:
-``aten::mkldnn_convolution`` (1x1 convs sent to oneDNN directly, see
-:func:`ecma_basicsr.archs.ecma_arch.pointwise_conv`), counted like any convolution, and
-``aten::addmm_`` (the FFN's GEMM accumulating into the residual), counted like ``aten::addmm``.
+ECMA's inference rewrites (fewer memory passes, and fewer MACs in the fusion block) are switched
+off while tracing (:func:`ecma_basicsr.archs.ecma_arch.reference_ops`): the count is the
+architecture's. Should a network trace them anyway, ``aten::mkldnn_convolution`` and
+``aten::addmm_``, which mmengine would count as zero, are counted like a convolution and
+``aten::addmm``.
 """
 import math
 from collections import Counter
@@ -241,6 +242,8 @@ def analyze_macs(model, input_or_shape, large_kernel_mode='fft'):
     from mmengine.analysis import FlopAnalyzer
     from mmengine.analysis.jit_handles import addmm_flop_jit
 
+    from ecma_basicsr.archs.ecma_arch import reference_ops
+
     x = _as_input(model, input_or_shape)
     convs = [m for m in model.modules() if isinstance(m, LargeKernelConv)]
     saved_modes = [m.mode for m in convs]
@@ -251,7 +254,7 @@ def analyze_macs(model, input_or_shape, large_kernel_mode='fft'):
                 m.mode = large_kernel_mode
         model.eval()
         depends = _DataDependence(n_inputs=1)
-        with torch.no_grad():
+        with torch.no_grad(), reference_ops():
             analyzer = FlopAnalyzer(model, (x, ))
             analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             handles = {op: fft_handle(True, depends) for op in REAL_FFT_OPS}
