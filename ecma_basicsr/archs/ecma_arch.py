@@ -42,6 +42,14 @@ mmengine with the FFT uncounted, then with the FFT formula of :mod:`ecma_basicsr
     ECMA-SR    1.440M   1.4M     50.24G       50.99G    50.5G   (+2.8% params, -0.5% / +1.0% MACs)
 
 Ablations of Tables 8 and 9 are constructor options (see :data:`ABLATIONS`), not copies.
+
+Inference (no autograd) runs the same function through rewrites that cut passes over memory,
+which is what bounds these blocks on a CPU: the LAMs write Q into one buffer normalised by one
+GroupNorm call (:meth:`CML._forward_inference`), the FFN runs in cache-sized pixel tiles with its
+norm and gamma folded into the convs (:func:`gated_ffn_inference`), the fusion block's 1x1 conv
+is folded into the transposed conv (:meth:`Fusion._forward_inference`), and 1x1 convs go to
+oneDNN directly (:func:`pointwise_conv`). ``tests/test_bench_inference_paths.py`` holds every one
+to the autograd path within 1e-5; MAC counts trace the architecture (:func:`reference_ops`).
 """
 import contextlib
 import math
