@@ -138,8 +138,8 @@ def pointwise_conv(x, weight, bias=None):
     ran ECMA's large maps at 20-34 GMAC/s on this project's CPU, where oneDNN's 1x1 conv (bias
     fused) reached 28-38 (e.g. 128 -> 288 channels at 640x360: 23.6 vs 37.7 GMAC/s).
     """
-    if (x.device.type == 'cpu' and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-            and torch.backends.mkldnn.enabled and _fast_inference(x, weight, bias)):
+    if (_fast_inference(x, weight, bias) and x.device.type == 'cpu' and x.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
         return torch.ops.aten.mkldnn_convolution(x, weight, bias, [0, 0], [1, 1], [1, 1], 1)
     return F.conv2d(x, weight, bias)
 
@@ -271,7 +271,8 @@ def reference_ops():
 
 
 def _fast_inference(*tensors):
-    return not _REFERENCE_DEPTH[0] and not _needs_grad(*tensors)
+    # under torch.compile the compiler fuses by itself; the rewrites' Python loops would only unroll
+    return not (torch.compiler.is_compiling() or _REFERENCE_DEPTH[0] or _needs_grad(*tensors))
 
 
 TILE_FLOATS = 2 ** 17  # pixels x channels per tile of the FFN at inference: 512 KB, cache-resident
