@@ -251,3 +251,21 @@ def test_mac_count_is_the_architectures_not_the_inference_rewrites():
         rewritten.set_op_handle(**{'aten::mkldnn_convolution': conv_mode_handle, 'aten::addmm_': addmm_flop_jit})
         # the rewrite saves W_a at full resolution (8 x 8 channels, 32 x 32; the norms are traced differently)
         assert 0.9 * 8 * 8 * 32 * 32 < autograd_trace.total() - rewritten.total() <= 8 * 8 * 32 * 32
+
+
+def test_keep_freed_memory_keeps_even_a_multi_gigabyte_free():
+    """A free larger than 2 GB at the top of the heap must not be trimmed either (ECMA-B at 1280x720
+    frees that much per forward; with a 2 GB threshold it page-faulted it back every run)."""
+    import subprocess
+    import sys
+    code = ('import torch, ecma_basicsr\n'
+            'from ecma_basicsr.bench.measure import keep_freed_memory, current_rss\n'
+            'assert keep_freed_memory()\n'
+            'ts = [torch.ones(16_000_000) for _ in range(40)]\n'  # 40 x 64 MB, as a forward allocates
+            'peak = current_rss()\n'
+            'del ts\n'
+            'print(peak, current_rss())\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    peak, after = map(int, out.stdout.split())
+    assert after > peak - 2 ** 28, f'RSS fell from {peak} to {after} bytes: freed memory was returned'
