@@ -163,11 +163,6 @@ def _time_pair(fn_a, fn_b, rounds=3, clear_margin=3.0):
     return best
 
 
-def _auto_key(x, weight, with_spectrum):
-    return (x.device.type, x.dtype, tuple(x.shape), x.is_contiguous(), tuple(weight.shape), with_spectrum,
-            torch.get_num_threads())
-
-
 def auto_choice(x, weight, spectrum=None):
     """'fft' or 'spatial', whichever is faster for this input/kernel; measured once, cached.
 
@@ -176,7 +171,8 @@ def auto_choice(x, weight, spectrum=None):
     measurement is needed. Both paths are timed interleaved, best of three, so a burst of load
     from other processes is less likely to decide.
     """
-    key = _auto_key(x, weight, spectrum is not None)
+    key = (x.device.type, x.dtype, tuple(x.shape), x.is_contiguous(), tuple(weight.shape), spectrum is not None,
+           torch.get_num_threads())
     if key not in _AUTO_CHOICE:
         if callable(spectrum):
             spectrum = spectrum()

@@ -23,9 +23,7 @@ One more handle: ``aten::_convolution_mode`` (``nn.Conv2d(..., padding='same')``
 mmengine 0.10 does not know and would silently count as zero, is counted like any convolution.
 ECMA's inference rewrites (fewer memory passes, and fewer MACs in the fusion block) are switched
 off while tracing (:func:`ecma_basicsr.archs.ecma_arch.reference_ops`): the count is the
-architecture's. Should a network trace them anyway, ``aten::mkldnn_convolution`` and
-``aten::addmm_``, which mmengine would count as zero, are counted like a convolution and
-``aten::addmm``.
+architecture's.
 """
 import math
 from collections import Counter
@@ -193,7 +191,7 @@ def complex_mul_handle(depends_on_input):
 
 
 def conv_mode_handle(inputs, outputs):
-    """``aten::_convolution_mode`` (string padding such as 'same') or ``aten::mkldnn_convolution``."""
+    """``aten::_convolution_mode`` (string padding such as 'same'): MACs like any convolution."""
     from mmengine.analysis.jit_handles import conv_flop_count
     return Counter({'conv': conv_flop_count(_shape(inputs[0]), _shape(inputs[1]), _shape(outputs[0]))})
 
@@ -240,7 +238,6 @@ def analyze_macs(model, input_or_shape, large_kernel_mode='fft'):
         MacCount
     """
     from mmengine.analysis import FlopAnalyzer
-    from mmengine.analysis.jit_handles import addmm_flop_jit
 
     from ecma_basicsr.archs.ecma_arch import reference_ops
 
@@ -260,8 +257,7 @@ def analyze_macs(model, input_or_shape, large_kernel_mode='fft'):
             handles = {op: fft_handle(True, depends) for op in REAL_FFT_OPS}
             handles.update({op: fft_handle(False, depends) for op in COMPLEX_FFT_OPS})
             handles['aten::mul'] = handles['aten::mul_'] = complex_mul_handle(depends)
-            handles['aten::_convolution_mode'] = handles['aten::mkldnn_convolution'] = conv_mode_handle
-            handles['aten::addmm_'] = addmm_flop_jit
+            handles['aten::_convolution_mode'] = conv_mode_handle
             analyzer.set_op_handle(**handles)
             by_op = Counter(analyzer.by_operator())
             unsupported = Counter(analyzer.unsupported_ops())
