@@ -86,6 +86,20 @@ def test_rerender_rebuilds_the_tables_from_raw_json(bench_run, tmp_path):
     assert (copy / 'results.md').read_text() == (bench_run / 'results.md').read_text()
 
 
+def test_report_cli_rerenders_and_names_a_folder_that_is_not_a_run(bench_run, tmp_path, capsys):
+    import shutil
+    from ecma_basicsr.bench.report import main
+    copy = tmp_path / 'copy'
+    shutil.copytree(bench_run, copy)
+    (copy / 'results.md').unlink()
+    main([str(copy)])
+    assert str(copy / 'results.md') in capsys.readouterr().out
+    assert (copy / 'results.md').read_text() == (bench_run / 'results.md').read_text()
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / 'nowhere')])
+    assert 'raw.json not found' in capsys.readouterr().err
+
+
 def test_macs_scale_by_four_for_a_pure_convolution_network():
     from basicsr.archs.edsr_arch import EDSR
     net = EDSR(3, 3, num_feat=8, num_block=2, upscale=2)

@@ -333,7 +333,7 @@ def rerender(out_dir, plot_size=None):
     write_csv(osp.join(out_dir, 'results.csv'), rows, size_keys, set_names)
     plots = make_plots(out_dir, rows, size_keys, set_names, plot_size, {t['name']: t['task'] for t in sets})
     write_markdown(osp.join(out_dir, 'results.md'), rows, size_keys, set_names, prov, plots)
-    return plots
+    return [osp.join(out_dir, n) for n in ('results.csv', 'results.md')] + plots
 
 
 def write_all(out_dir, rows, cfg, info, argv, testsets, plot_size=None):
@@ -354,20 +354,20 @@ def write_all(out_dir, rows, cfg, info, argv, testsets, plot_size=None):
     return [osp.join(out_dir, n) for n in ('results.csv', 'results.md', 'provenance.json', 'raw.json')] + plots
 
 
-if __name__ == '__main__':
+def main(argv=None):
+    """``python -m ecma_basicsr.bench.report DIR``: re-render a bench folder from its raw.json."""
     import argparse
     parser = argparse.ArgumentParser(description='Re-render a bench output folder from its raw.json.')
     parser.add_argument('out_dir')
     parser.add_argument('--plot-size', default=None, help='WxH whose MACs the PSNR plots use')
-    parser.add_argument('--set-task', nargs='*', default=[], metavar='NAME=TASK',
-                        help='task of a test set, for runs whose provenance does not list them')
-    a = parser.parse_args()
+    a = parser.parse_args(argv)
+    for name in ('raw.json', 'provenance.json'):
+        if not osp.isfile(osp.join(a.out_dir, name)):
+            parser.error(f'{osp.join(a.out_dir, name)} not found: give the --out folder of a basicsr bench run.')
     import ecma_basicsr  # noqa: F401
-    if a.set_task:
-        with open(osp.join(a.out_dir, 'provenance.json')) as f:
-            p = json.load(f)
-        p['testsets'] = [dict(name=n, task=t) for n, t in (item.split('=', 1) for item in a.set_task)]
-        with open(osp.join(a.out_dir, 'provenance.json'), 'w') as f:
-            json.dump(p, f, indent=2)
     for path in rerender(a.out_dir, a.plot_size):
         print(path)
+
+
+if __name__ == '__main__':
+    main()
