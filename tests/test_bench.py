@@ -283,3 +283,28 @@ def test_keep_freed_memory_keeps_even_a_multi_gigabyte_free():
     assert out.returncode == 0, out.stderr[-2000:]
     peak, after = map(int, out.stdout.split())
     assert after > peak - 2 ** 28, f'RSS fell from {peak} to {after} bytes: freed memory was returned'
+
+
+def test_stage_profile_names_the_unet_stages_and_accounts_for_every_mac(capsys):
+    from ecma_basicsr.bench.networks import build, parse_spec
+    from ecma_basicsr.bench.stages import main, stage_macs, stages, time_stages
+    ecma = build(parse_spec(TINY_ECMA))
+    assert [n for n, _ in stages(ecma)] == ['intro', 'body.encoders.0', 'body.encoders.1', 'body.downs.0',
+                                            'body.decoders.0', 'body.decoders.1', 'body.fusions.0', 'ending']
+    naf = build(parse_spec('NAFNet:width=8,enc_blk_nums=[1],dec_blk_nums=[1],middle_blk_num=1'))
+    assert [n for n, _ in stages(naf)] == ['intro', 'ending', 'encoders.0', 'downs.0', 'middle_blks', 'ups.0',
+                                           'decoders.0']
+    macs, total = stage_macs(ecma, (1, 3, 16, 24))
+    assert macs['intro'] == 3 * 9 * 8 * 16 * 24  # a 3x3 conv 3 -> 8 channels at every pixel
+    assert all(macs[n] > 0 for n in macs) and sum(macs.values()) <= total
+    assert total - sum(macs.values()) < 1e-3 * total  # only the global residual add lies outside
+    seconds, shapes, whole = time_stages(ecma, torch.rand(1, 3, 16, 24), repeats=2)
+    assert set(seconds) == set(macs) and all(s > 0 for s in seconds.values())
+    assert sum(seconds.values()) <= whole
+    assert shapes['body.encoders.1'] == (1, 16, 8, 12) and shapes['body.fusions.0'] == (1, 16, 8, 12)
+    main(['--nets', TINY_ECMA, '--size', '24x16', '--repeats', '1'])
+    out = capsys.readouterr().out
+    assert '| body.decoders.1 | 8x16x24 |' in out and '**whole forward**' in out
+    with pytest.raises(SystemExit):
+        main(['--nets', 'NoSuchNet', '--size', '24x16'])
+    assert 'NoSuchNet' in capsys.readouterr().err

@@ -205,11 +205,13 @@ class MacCount:
         fft (float): FFT work by the module-docstring formula.
         by_operator (Counter): MACs per operator name (``conv``, ``linear``, ``fft``, ...).
         unsupported (Counter): Traced ops mmengine has no handle for (counted as zero).
+        by_module (Counter): MACs per module name, FFT work included ('' is the whole model).
     """
     macs: float
     fft: float
     by_operator: Counter = field(default_factory=Counter)
     unsupported: Counter = field(default_factory=Counter)
+    by_module: Counter = field(default_factory=Counter)
 
     @property
     def total(self):
@@ -261,13 +263,14 @@ def analyze_macs(model, input_or_shape, large_kernel_mode='fft'):
             analyzer.set_op_handle(**handles)
             by_op = Counter(analyzer.by_operator())
             unsupported = Counter(analyzer.unsupported_ops())
+            by_module = Counter(analyzer.by_module())
     finally:
         for m, mode in zip(convs, saved_modes):
             m.mode = mode
         model.train(was_training)
     by_op = Counter({k: v for k, v in by_op.items() if v})
     fft = float(by_op.get(FFT_KEY, 0))
-    return MacCount(float(sum(by_op.values())) - fft, fft, by_op, unsupported)
+    return MacCount(float(sum(by_op.values())) - fft, fft, by_op, unsupported, by_module)
 
 
 def count_macs(model, input_shape):
