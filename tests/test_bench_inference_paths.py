@@ -2,8 +2,8 @@
 
 The speed work for ``basicsr bench`` gave ECMA separate inference forms (FFT conv with in-place
 product and the bias on the DC bin, the FFN's LayerNorm affine folded into its first conv, the
-CML's LAMs writing into one buffer normalised by one GroupNorm call, 1x1 conv + gamma + residual
-as one in-place GEMM per sample, grouped sums written in place) and an
+CML's LAMs writing into one buffer normalised by one GroupNorm call, gamma folded into the reduce
+conv, the FFN in pixel tiles, grouped sums written in place, 1x1 convs sent to oneDNN) and an
 exact rewrite of the fusion's transposed conv (1x1 conv + PixelShuffle). They must not change
 results: same output as the training path within 1e-5, for every ablation option.
 """

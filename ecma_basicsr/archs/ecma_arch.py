@@ -73,7 +73,6 @@ VARIANTS = {
 }
 STAGE_KERNELS = (32, 24, 16, 8)
 MEDIUM_KERNEL, SMALL_KERNEL = 5, 3
-COMBINES = {'product': 3, 'add': 3, 'concat': 2}  # combine -> number of branches in Q
 LAM_SIZES = ('large', 'medium', 'small')
 
 # Table 8 / Table 9 rows as constructor options.
@@ -110,11 +109,12 @@ def same_cost_spatial_kernel(k, h, w):
 
 
 COMBINE_OPS = {'product': torch.mul, 'add': torch.add, 'concat': None}  # the first branch of Q, if any
+COMBINES = {how: 2 + (op is not None) for how, op in COMBINE_OPS.items()}  # number of branches in Q
 
 
 def combine_branches(a, b, how):
     """Branches of Q in Eq. 3: adaptive product (paper), or Table 8's addition / concatenation."""
-    if how not in COMBINE_OPS:
+    if how not in COMBINES:
         raise ValueError(f"lam_combine must be one of {tuple(COMBINES)}, got '{how}'.")
     op = COMBINE_OPS[how]
     return ([op(a, b)] if op else []) + [a, b]

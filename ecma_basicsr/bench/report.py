@@ -327,6 +327,11 @@ def rerender(out_dir, plot_size=None):
         rows = [Row(**d) for d in json.load(f)]
     with open(osp.join(out_dir, 'provenance.json')) as f:
         prov = json.load(f)
+    return _render(out_dir, rows, prov, plot_size)
+
+
+def _render(out_dir, rows, prov, plot_size=None):
+    """results.csv, the plots and results.md from the rows and the provenance; returns their paths."""
     size_keys = prov['sizes']
     sets = prov.get('testsets') or []
     set_names = [t['name'] for t in sets] or sorted({t for r in rows for t in r.evals})
@@ -338,20 +343,15 @@ def rerender(out_dir, plot_size=None):
 
 def write_all(out_dir, rows, cfg, info, argv, testsets, plot_size=None):
     """Write every output into ``out_dir``; returns the list of written paths."""
-    from .runner import size_key
     os.makedirs(out_dir, exist_ok=True)
-    size_keys = [size_key(hw) for hw in cfg.sizes]
-    set_names = [ts.name for ts in testsets]
     prov = provenance(cfg, info, argv)
     prov['testsets'] = [dict(name=ts.name, task=ts.task, path=ts.path, sigma=ts.sigma) for ts in testsets]
     with open(osp.join(out_dir, 'provenance.json'), 'w') as f:
         json.dump(prov, f, indent=2)
     with open(osp.join(out_dir, 'raw.json'), 'w') as f:
         json.dump([dict(row.__dict__) for row in rows], f, indent=1, default=str)
-    write_csv(osp.join(out_dir, 'results.csv'), rows, size_keys, set_names)
-    plots = make_plots(out_dir, rows, size_keys, set_names, plot_size, {ts.name: ts.task for ts in testsets})
-    write_markdown(osp.join(out_dir, 'results.md'), rows, size_keys, set_names, prov, plots)
-    return [osp.join(out_dir, n) for n in ('results.csv', 'results.md', 'provenance.json', 'raw.json')] + plots
+    written = _render(out_dir, rows, prov, plot_size)
+    return written[:2] + [osp.join(out_dir, n) for n in ('provenance.json', 'raw.json')] + written[2:]
 
 
 def main(argv=None):
