@@ -23,7 +23,7 @@ SUBCOMMANDS = {
 def _pipeline_argv(prog, argv):
     """Validate the option file and set ``sys.argv`` the way BasicSR's ``parse_options`` reads it."""
     from ecma_basicsr.compat import normalize_argv
-    from ecma_basicsr.utils.options_check import check_args
+    from ecma_basicsr.engine.options_check import check_args
 
     argv = normalize_argv(argv)
     if '-h' in argv or '--help' in argv:
@@ -65,8 +65,8 @@ def build_parser():
 
 
 def main(argv=None):
-    from ecma_basicsr.utils.checkpoint import CheckpointError
-    from ecma_basicsr.utils.options_check import OptionError
+    from ecma_basicsr.engine.checkpoint import CheckpointError
+    from ecma_basicsr.engine.options_check import OptionError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

@@ -12,7 +12,7 @@ it first. Every patch is applied at runtime; site-packages is never edited. What
    loader off, so untrusted checkpoints are still never unpickled with arbitrary code.
 3. ``basicsr.train.load_resume_state`` maps the state to ``torch.cuda.current_device()`` and
    cannot resume on a CPU. We replace it with a device-aware version that falls back past
-   truncated or refused checkpoints (:mod:`ecma_basicsr.utils.checkpoint`).
+   truncated or refused checkpoints (:mod:`ecma_basicsr.engine.checkpoint`).
 4. ``init_dist`` / ``BaseModel.model_to_device`` assume CUDA + NCCL. We pick NCCL with CUDA and
    gloo without (``dist_params: backend`` overrides; ``nccl`` without a GPU falls back to gloo
    with a warning), read ``LOCAL_RANK`` / ``SLURM_LOCALID`` for the GPU, and build DDP without
@@ -22,7 +22,7 @@ it first. Every patch is applied at runtime; site-packages is never edited. What
    ``--local_rank``; :func:`normalize_argv` rewrites it (the CLI calls it). Under torchrun the
    environment (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``) is all that is needed.
 6. A registry miss (``type: ECMAX``) raises a KeyError without the valid names; ours lists them.
-7. Exact resume and safe checkpoints (:mod:`ecma_basicsr.utils.train_state`): seed-ordered,
+7. Exact resume and safe checkpoints (:mod:`ecma_basicsr.engine.train_state`): seed-ordered,
    resumable training data, RNG states and loader position in the ``.state``, atomic writes,
    weights-only model loading, the global batch in the log.
 """

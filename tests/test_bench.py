@@ -15,7 +15,7 @@ from ecma_basicsr.bench import BenchError
 from ecma_basicsr.bench.networks import expand_specs, parse_spec
 from ecma_basicsr.bench.report import csv_columns, default_plot_size, make_plots
 from ecma_basicsr.bench.testsets import parse_testset, reference_scores
-from ecma_basicsr.utils.flops import analyze_macs, fft_conv_macs, transform_macs
+from ecma_basicsr.analysis.flops import analyze_macs, fft_conv_macs, transform_macs
 
 TINY_ECMA = 'tiny=ECMA:width=8,enc_blocks=[1,1],kernels=[8,4]'
 TINY_SR = 'tinysr=IMDN:nf=16,num_modules=1,upscale=2'
@@ -255,7 +255,7 @@ def test_mac_count_is_the_architectures_not_the_inference_rewrites():
     from mmengine.analysis import FlopAnalyzer
     from mmengine.analysis.jit_handles import addmm_flop_jit
     from ecma_basicsr.archs.ecma_arch import ECMA
-    from ecma_basicsr.utils.flops import conv_mode_handle
+    from ecma_basicsr.analysis.flops import conv_mode_handle
     net = ECMA(width=8, enc_blocks=(1, 1), kernels=(8, 4), large_kernel_mode='spatial').eval()
     x = torch.rand(1, 3, 32, 32)
     autograd_trace = FlopAnalyzer(net, (x, )).unsupported_ops_warnings(False).uncalled_modules_warnings(False)

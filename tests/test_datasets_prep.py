@@ -586,7 +586,7 @@ def test_sample_denoise_and_deblur_layouts_and_degradations(tmp_path):
 
 # ------------------------------------------------------------------------ CLI and option hints
 def test_prep_commands_in_option_checks_match_the_cli():
-    from ecma_basicsr.utils.options_check import PREP_COMMANDS
+    from ecma_basicsr.engine.options_check import PREP_COMMANDS
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == 'cmd').choices
     for fragment, command in PREP_COMMANDS.items():

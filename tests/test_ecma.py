@@ -174,7 +174,7 @@ def test_errors_name_the_valid_choices():
 
 
 def test_checkpoint_mismatch_names_the_upscale():
-    from ecma_basicsr.utils.state_dict_check import CheckpointMismatchError
+    from ecma_basicsr.archs.state_dict_check import CheckpointMismatchError
     x4 = ECMASR(4, width=8, enc_blocks=(1, 1))
     with pytest.raises(CheckpointMismatchError, match='trained for upscale=4'):
         ECMASR(3, width=8, enc_blocks=(1, 1)).load_state_dict(x4.state_dict())
@@ -183,8 +183,8 @@ def test_checkpoint_mismatch_names_the_upscale():
 
 @pytest.mark.parametrize('name', ['ECMA-T', 'ECMA-S', 'ECMA-B', 'ECMA-SR'])
 def test_table1_params_within_3_and_macs_within_5_percent(name):
-    """Table 1 through the same report users run (``python -m ecma_basicsr.table1``)."""
-    from ecma_basicsr.table1 import table1_report
+    """Table 1 through the same report users run (``python -m ecma_basicsr.analysis.table1``)."""
+    from ecma_basicsr.analysis.table1 import table1_report
     (_, params, p_params, macs, macs_fft, p_macs), = table1_report([name])
     assert abs(params / 1e6 / p_params - 1) <= 0.03
     assert abs(macs / 1e9 / p_macs - 1) <= 0.05 and abs(macs_fft / 1e9 / p_macs - 1) <= 0.05

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import yaml
 
 from ecma_basicsr.archs.grl_arch import GRL, AnchorStripeAttention, WindowAttention, relative_position_table
-from ecma_basicsr.utils.state_dict_check import CheckpointMismatchError
+from ecma_basicsr.archs.state_dict_check import CheckpointMismatchError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = dict(embed_dim=16, depths=[4], num_heads_window=2, num_heads_stripe=2, window_size=4, stripe_size=[4, 8],

@@ -20,7 +20,7 @@ import yaml
 
 from conftest import shared_path
 from ecma_basicsr.archs.imdn_arch import IMDN
-from ecma_basicsr.utils.state_dict_check import CheckpointMismatchError
+from ecma_basicsr.archs.state_dict_check import CheckpointMismatchError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 OPTIONS = {4: 'options/table5_sr_x4/IMDN_x4_test.yml', 3: 'options/baselines_extra/IMDN_x3_test.yml',

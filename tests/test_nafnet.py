@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import yaml
 
 from ecma_basicsr.archs.nafnet_arch import NAFNET_VARIANTS, LocalAvgPool2d, NAFBlock, NAFNet, NAFNetLocal
-from ecma_basicsr.utils.state_dict_check import CheckpointMismatchError
+from ecma_basicsr.archs.state_dict_check import CheckpointMismatchError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SMALL = dict(width=8, enc_blk_nums=[1, 1], middle_blk_num=1, dec_blk_nums=[1, 1])

@@ -8,7 +8,7 @@ import torch
 import yaml
 from basicsr.archs import build_network
 
-from ecma_basicsr.utils.options_check import check_registered_types, missing_dataset_paths
+from ecma_basicsr.engine.options_check import check_registered_types, missing_dataset_paths
 from helpers import run_cli
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -171,7 +171,7 @@ def _write_point(opt, it, state=None, net=None):
 
 
 def test_fallback_past_truncated_state_and_model_file(tmp_path, capsys):
-    from ecma_basicsr.utils.checkpoint import load_resume_state
+    from ecma_basicsr.engine.checkpoint import load_resume_state
     opt = _resume_opt(tmp_path)
     for it in (2, 4, 6):
         _write_point(opt, it)
@@ -187,7 +187,7 @@ def test_fallback_past_truncated_state_and_model_file(tmp_path, capsys):
 
 
 def test_all_unusable_states_is_an_error_not_a_fresh_start(tmp_path):
-    from ecma_basicsr.utils.checkpoint import CheckpointError, load_resume_state
+    from ecma_basicsr.engine.checkpoint import CheckpointError, load_resume_state
     opt = _resume_opt(tmp_path)
     _write_point(opt, 2)
     os.remove(osp.join(opt['path']['models'], 'net_g_2.pth'))
@@ -196,7 +196,7 @@ def test_all_unusable_states_is_an_error_not_a_fresh_start(tmp_path):
 
 
 def test_crafted_pickle_is_refused_on_resume(tmp_path, capsys):
-    from ecma_basicsr.utils.checkpoint import CheckpointError, UnsafeCheckpointError, load_resume_state, safe_load
+    from ecma_basicsr.engine.checkpoint import CheckpointError, UnsafeCheckpointError, load_resume_state, safe_load
     marker = tmp_path / 'pwned'
     opt = _resume_opt(tmp_path)
     _write_point(opt, 2)
@@ -217,7 +217,7 @@ def test_crafted_pickle_is_refused_on_resume(tmp_path, capsys):
 def test_crafted_pickle_is_refused_as_pretrained_network(tmp_path):
     from basicsr.models import build_model
 
-    from ecma_basicsr.utils.checkpoint import UnsafeCheckpointError
+    from ecma_basicsr.engine.checkpoint import UnsafeCheckpointError
     marker = tmp_path / 'pwned'
     bad = tmp_path / 'pretrained.pth'
     torch.save({'params': {}, 'extra': _Payload(marker)}, bad)
@@ -231,8 +231,8 @@ def test_crafted_pickle_is_refused_as_pretrained_network(tmp_path):
 
 def test_kill_during_checkpoint_write_keeps_the_previous_file(tmp_path):
     """SIGKILL after the temporary file is written, before the rename: the old file survives."""
-    from ecma_basicsr.utils.checkpoint import safe_load
-    from ecma_basicsr.utils.safe_save import atomic_save, remove_stale_temps
+    from ecma_basicsr.engine.checkpoint import safe_load
+    from ecma_basicsr.engine.safe_save import atomic_save, remove_stale_temps
     path = tmp_path / 'net_g_4.pth'
     atomic_save({'params': {'w': torch.zeros(3)}}, str(path))
     # loads safe_save.py alone (torch only, not basicsr) to keep the subprocess quick
@@ -254,7 +254,7 @@ def test_kill_during_checkpoint_write_keeps_the_previous_file(tmp_path):
 
 
 def test_sampler_resume_skips_exactly_the_consumed_global_positions():
-    from ecma_basicsr.utils.train_state import ResumableSampler, epoch_permutation
+    from ecma_basicsr.engine.train_state import ResumableSampler, epoch_permutation
     data = list(range(10))
     full = epoch_permutation(3, 1, 10)
     for world in (1, 2, 3):
@@ -278,7 +278,7 @@ def test_seeded_samples_augment_from_the_sample_seed_only():
 
     import numpy as np
 
-    from ecma_basicsr.utils.train_state import SeededSamples
+    from ecma_basicsr.engine.train_state import SeededSamples
 
     class Noisy:
         def __len__(self):

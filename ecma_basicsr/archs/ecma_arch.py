@@ -6,8 +6,8 @@ learnable per-channel scale gamma, the U-Net of Sec. 3.1/3.4 (:class:`ECMA`, Tab
 T/S/B) and the super-resolution variant (:class:`ECMASR`).
 
 Readings of what the paper leaves open (each checked against Table 1; counts printed by
-``python -m ecma_basicsr.table1``, MACs by mmengine with the FFT uncounted / counted
-with the formula in :mod:`ecma_basicsr.utils.flops`):
+``python -m ecma_basicsr.analysis.table1``, MACs by mmengine with the FFT uncounted / counted
+with the formula in :mod:`ecma_basicsr.analysis.flops`):
 
 * LAM (Eq. 3): W is a depthwise 3x3 conv on I (c/4 channels); W' is a k x k conv from the
   context to c/4 channels, grouped so each output channel sees its own slice of the context
@@ -32,8 +32,8 @@ with the formula in :mod:`ecma_basicsr.utils.flops`):
 * Kernel sizes k_i = 32, 24, 16, 8 down the encoder, mirrored in the decoder.
 * ECMA-SR: see :class:`ECMASR`.
 
-Measured with ``python -m ecma_basicsr.table1`` (256x256 input; SR x4 to 1280x720; MACs by
-mmengine with the FFT uncounted, then with the FFT formula of :mod:`ecma_basicsr.utils.flops`)::
+Measured with ``python -m ecma_basicsr.analysis.table1`` (256x256 input; SR x4 to 1280x720; MACs by
+mmengine with the FFT uncounted, then with the FFT formula of :mod:`ecma_basicsr.analysis.flops`)::
 
     variant    params  paper   MACs(noFFT)  MACs(+FFT)  paper
     ECMA-T    10.614M  10.5M     16.16G       16.28G    15.9G   (+1.1% params, +1.7% / +2.4% MACs)
@@ -59,7 +59,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from ecma_basicsr.utils.state_dict_check import CheckedLoadMixin
+from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
 from .arch_util import crop_to, pad_to_multiple
 from .fft_conv import GroupedSameConv, LargeKernelConv
@@ -94,7 +94,7 @@ ABLATIONS = {
 
 def fft_conv_macs_per_pixel(h, w, k):
     """Real MACs per output pixel and channel of the FFT large-kernel conv (see utils.flops)."""
-    from ecma_basicsr.utils.flops import fft_conv_macs
+    from ecma_basicsr.analysis.flops import fft_conv_macs
     return fft_conv_macs(1, 1, h, w, k) / (h * w)
 
 

@@ -62,7 +62,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from ecma_basicsr.archs.arch_util import DropPath, crop_to, init_transformer_weights, lcm, pad_to_multiple
-from ecma_basicsr.utils.state_dict_check import CheckedLoadMixin
+from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
 __all__ = ['GRL', 'GRL_VARIANTS', 'GRL_TASKS', 'WindowAttention', 'AnchorStripeAttention', 'MixedAttention',
            'GRLBlock']

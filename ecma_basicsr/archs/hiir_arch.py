@@ -73,7 +73,7 @@ from torch import nn
 
 from ecma_basicsr.archs.arch_util import crop_to, init_transformer_weights, pad_to_multiple
 from ecma_basicsr.archs.grl_arch import Upsample, merge, partition, relative_position_table
-from ecma_basicsr.utils.state_dict_check import CheckedLoadMixin
+from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
 __all__ = ['HiIRAttention', 'ConvFFN', 'HiIRLayer', 'HiIRStage', 'HiIR', 'HIIR_VARIANTS']
 

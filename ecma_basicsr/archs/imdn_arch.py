@@ -21,7 +21,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from ecma_basicsr.utils.state_dict_check import CheckedLoadMixin
+from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
 __all__ = ['CCALayer', 'IMDB', 'IMDN']
 

@@ -60,7 +60,7 @@ from torch import nn
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from ecma_basicsr.archs.arch_util import crop_to, pad_to_multiple
-from ecma_basicsr.utils.state_dict_check import CheckedLoadMixin
+from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
 # Residual blocks per CNNBlock (MSM block included), Table 13 convention; see module docstring.
 IRNEXT_VARIANTS = {

@@ -50,7 +50,7 @@ from torch import nn
 
 from ecma_basicsr.archs.arch_util import crop_to, pad_to_multiple
 from ecma_basicsr.archs.nafnet_arch import NAFBlock
-from ecma_basicsr.utils.state_dict_check import CheckedLoadMixin
+from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
 __all__ = ['MHAMB', 'M3SNet', 'M3SNET_VARIANTS']
 

@@ -42,7 +42,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from ecma_basicsr.archs.arch_util import crop_to, pad_to_multiple
-from ecma_basicsr.utils.state_dict_check import CheckedLoadMixin
+from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
 __all__ = ['LayerNorm2d', 'SimpleGate', 'LocalAvgPool2d', 'NAFBlock', 'NAFNet', 'NAFNetLocal', 'NAFNET_VARIANTS']
 

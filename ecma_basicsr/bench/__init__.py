@@ -1,7 +1,7 @@
 """The benchmark harness behind ``basicsr bench``: one run compares networks on this machine.
 
 For every network it measures parameters, MACs (mmengine, FFT work counted separately; see
-:mod:`ecma_basicsr.utils.flops`), latency (warm-up, then median and spread of timed runs under
+:mod:`ecma_basicsr.analysis.flops`), latency (warm-up, then median and spread of timed runs under
 ``torch.inference_mode`` at a fixed thread count), peak memory, the achieved MAC/s as a fraction
 of the machine's float32 GEMM throughput measured in the same run, and PSNR/SSIM on test sets
 when weights are given, next to the bicubic / identity floors. It writes ``results.csv``,
@@ -19,7 +19,7 @@ Modules:
 * :mod:`.report`: CSV, Markdown, plots, provenance;
 * :mod:`.cli`: the ``basicsr bench`` command line.
 """
-from ecma_basicsr.utils.options_check import OptionError
+from ecma_basicsr.engine.options_check import OptionError
 
 
 class BenchError(OptionError):

@@ -332,8 +332,8 @@ def select_state_dict(ckpt, param_key, path):
 
 def load_checkpoint(net, path, param_key=None, label=None):
     """Load ``path`` into ``net`` (strict), with a clear error naming what does not fit."""
-    from ecma_basicsr.utils.checkpoint import safe_load
-    from ecma_basicsr.utils.state_dict_check import check_state_dict
+    from ecma_basicsr.engine.checkpoint import safe_load
+    from ecma_basicsr.archs.state_dict_check import check_state_dict
 
     try:
         ckpt = safe_load(path)
@@ -367,8 +367,8 @@ def validate(spec):
     except Exception:  # some archs compute buffers on construction that meta tensors cannot; the worker will tell
         return None
     if spec.checkpoint:
-        from ecma_basicsr.utils.checkpoint import safe_load
-        from ecma_basicsr.utils.state_dict_check import check_state_dict
+        from ecma_basicsr.engine.checkpoint import safe_load
+        from ecma_basicsr.archs.state_dict_check import check_state_dict
         state = select_state_dict(safe_load(spec.checkpoint), spec.param_key, spec.checkpoint)
         try:
             check_state_dict(net, state, strict=True, name=spec.label, hint=getattr(net, 'checkpoint_hint', None))

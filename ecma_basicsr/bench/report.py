@@ -12,7 +12,7 @@ checkpoint                  weights file (empty: random weights, no PSNR)
 params                      parameters
 input@S                     input H x W fed for output size S (S / scale for SR networks)
 gmacs@S                     GMACs by mmengine without the FFT work (the papers' count)
-gmacs_fft@S                 GMACs with the FFT work (formula in :mod:`ecma_basicsr.utils.flops`)
+gmacs_fft@S                 GMACs with the FFT work (formula in :mod:`ecma_basicsr.analysis.flops`)
 fft_gmacs@S                 the FFT work alone
 macs_estimated@S            1 when scaled from a smaller size (the traced count did not fit the budget)
 lat_median_ms@S             median latency of the timed runs (``lat_mean_ms``, ``lat_min_ms``,

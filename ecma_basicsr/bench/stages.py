@@ -6,7 +6,7 @@ channels (thin 1x1 GEMMs, maps far larger than the caches) and the other at 1/8 
 512 channels. The stages are the model's children, with ``nn.ModuleList`` containers and U-Net
 bodies (modules that hold one) opened up: ECMA's ``body.encoders.0`` ... ``body.fusions.2``,
 NAFNet's ``encoders.0`` ... ``middle_blks``. Each stage is timed by forward hooks (one thread is
-advised: the hooks time wall clock), its MACs come from :func:`~ecma_basicsr.utils.flops.analyze_macs`
+advised: the hooks time wall clock), its MACs come from :func:`~ecma_basicsr.analysis.flops.analyze_macs`
 (FFT work included) and the GEMM probe of :func:`~ecma_basicsr.bench.measure.gemm_throughput`
 gives the machine's ceiling in the same run.
 
@@ -84,7 +84,7 @@ def time_stages(model, x, repeats=3, warmup=1):
 
 def stage_macs(model, shape):
     """{stage name: MACs (FFT included)} and the whole model's MACs, for one forward of ``shape``."""
-    from ecma_basicsr.utils.flops import analyze_macs
+    from ecma_basicsr.analysis.flops import analyze_macs
     count = analyze_macs(model, shape)
     return {n: float(count.by_module.get(n, 0)) for n, _ in stages(model)}, count.total
 

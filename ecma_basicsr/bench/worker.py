@@ -38,7 +38,7 @@ def input_size(h, w, scale):
 def run_size(net, spec, task, job, state):
     import torch
 
-    from ecma_basicsr.utils.flops import analyze_macs
+    from ecma_basicsr.analysis.flops import analyze_macs
     from .measure import PeakMemory, gemm_throughput, time_forward
 
     device, budget = job['device'], job['budget']

@@ -20,7 +20,7 @@ Adds to ``basicsr.models.SRModel``:
   runs (and resumed runs) repeat exactly.
 
 Resume (data position, RNG states) and atomic checkpoints are handled for every BasicSR model
-by :mod:`ecma_basicsr.utils.train_state`.
+by :mod:`ecma_basicsr.engine.train_state`.
 
 Validation (PSNR/SSIM per the ``val: metrics`` options) is SRModel's.
 """
@@ -33,7 +33,7 @@ from basicsr.models.lr_scheduler import CosineAnnealingRestartLR
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from ecma_basicsr.utils.checkpoint import list_states
+from ecma_basicsr.engine.checkpoint import list_states
 
 
 def make_optimizer(optim_type, params, lr, **kwargs):

@@ -21,9 +21,9 @@ resumed run reproduces the uninterrupted one:
   (``loop``). On resume the sampler restores them at the moment the resumed epoch draws its
   first sample, which is the same point of the RNG streams at which the interrupted run saved
   (validation runs with the RNG states preserved, so it consumes nothing).
-* **Checkpoints** are written by :func:`~ecma_basicsr.utils.safe_save.atomic_save` (temporary
+* **Checkpoints** are written by :func:`~ecma_basicsr.engine.safe_save.atomic_save` (temporary
   file, fsync, rename) and model files are loaded weights-only with clear errors
-  (:func:`~ecma_basicsr.utils.checkpoint.safe_load`).
+  (:func:`~ecma_basicsr.engine.checkpoint.safe_load`).
 * **Global batch.** The training statistics in the log state the batch per process, the number
   of processes and their product, the global batch.
 
@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ecma_basicsr.utils.checkpoint import CheckpointError, flush_notes, safe_load
-from ecma_basicsr.utils.safe_save import atomic_save
+from ecma_basicsr.engine.checkpoint import CheckpointError, flush_notes, safe_load
+from ecma_basicsr.engine.safe_save import atomic_save
 
 _ACTIVE = {'sampler': None}  # weak reference to the training sampler of the running pipeline
 

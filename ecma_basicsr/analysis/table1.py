@@ -1,8 +1,8 @@
 """Parameters and MACs of ECMA-T/S/B/SR against the paper's Table 1.
 
-Run ``python -m ecma_basicsr.table1``. MACs are counted by mmengine with the large kernels on
+Run ``python -m ecma_basicsr.analysis.table1``. MACs are counted by mmengine with the large kernels on
 their FFT path (FFT counted as zero) and, in the next column, with the FFT formula of
-:mod:`ecma_basicsr.utils.flops` added.
+:mod:`ecma_basicsr.analysis.flops` added.
 """
 import ecma_basicsr  # noqa: F401
 from ecma_basicsr.archs.ecma_arch import ECMA, ECMASR
@@ -19,7 +19,7 @@ TABLE1 = {
 
 def table1_report(names=tuple(TABLE1)):
     """Rows (name, params, paper params, MACs no FFT, MACs with FFT, paper MACs) for Table 1."""
-    from ecma_basicsr.utils.flops import count_macs, count_params
+    from ecma_basicsr.analysis.flops import count_macs, count_params
     rows = []
     for name in names:
         cls, kwargs, shape, p_params, p_macs = TABLE1[name]

@@ -11,3 +11,9 @@ def import_by_suffix(package_name, package_file, suffix):
     for name in names:
         importlib.import_module(f'{package_name}.{name}')
     return names
+
+
+def arch_module_names():
+    """Full module names of the plugin's ``*_arch.py`` files."""
+    folder = osp.join(osp.dirname(osp.abspath(__file__)), 'archs')
+    return [f'ecma_basicsr.archs.{f[:-3]}' for f in sorted(os.listdir(folder)) if f.endswith('_arch.py')]

@@ -19,7 +19,7 @@ import sys
 
 import torch
 
-from ecma_basicsr.utils.safe_save import remove_stale_temps
+from ecma_basicsr.engine.safe_save import remove_stale_temps
 
 # Warnings produced before BasicSR's logger has its log file; replayed into the log by
 # :func:`flush_notes` (calling get_root_logger earlier would stop it from ever adding the file).

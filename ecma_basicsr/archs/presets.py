@@ -1,0 +1,68 @@
+"""Named configurations of the registered networks, with the numbers their papers published.
+
+Each ``*_arch.py`` exports one table ``PRESETS = {name: Preset(...)}`` for its networks. This
+module gives them one resolver (:func:`resolve_preset`: names match case-insensitively, one
+error message listing the valid names) and gathers every table (:func:`all_presets`) for the
+tests, Table 1, the bench presets and ``python -m ecma_basicsr.presets``.
+"""
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One published configuration of a registered network.
+
+    Args:
+        arch (str): Registered class name (``type:`` in an option file).
+        kwargs (dict): Constructor arguments that build it.
+        params (float | None): Published parameter count (absolute, e.g. ``10.5e6``).
+        macs (float | None): Published MACs ("FLOPs" in the papers), absolute.
+        macs_input (tuple | None): (H, W) of the *output* the MACs were counted for.
+        source (str): Where the numbers were printed, e.g. ``'ECMA Table 1'``.
+        scale (int): Upscaling factor (1 for restoration).
+    """
+
+    arch: str
+    kwargs: dict = field(default_factory=dict)
+    params: float = None
+    macs: float = None
+    macs_input: tuple = None
+    source: str = ''
+    scale: int = 1
+
+
+def _norm(name):
+    return str(name).strip().lower()
+
+
+def resolve_preset(presets, name, what):
+    """The preset called ``name`` in ``presets`` (case-insensitive).
+
+    Args:
+        presets (dict[str, Preset]): A network's table.
+        name (str): Requested name.
+        what (str): What is being named, for the message (e.g. ``'ECMA variant'``).
+
+    Raises:
+        ValueError: unknown name; the message lists the valid choices.
+    """
+    by_norm = {_norm(k): v for k, v in presets.items()}
+    if _norm(name) not in by_norm:
+        raise ValueError(f"Unknown {what} '{name}'; valid choices: {', '.join(presets)}.")
+    return by_norm[_norm(name)]
+
+
+def all_presets():
+    """Every ``PRESETS`` table of the registered ``*_arch.py`` modules, merged: ``{name: Preset}``."""
+    import importlib
+
+    from ecma_basicsr.registry import arch_module_names
+
+    merged = {}
+    for module in arch_module_names():
+        table = getattr(importlib.import_module(module), 'PRESETS', {})
+        for name, preset in table.items():
+            if name in merged:
+                raise ValueError(f"Preset name '{name}' is defined twice ({module} and another arch file).")
+            merged[name] = preset
+    return merged

@@ -1,1 +1,0 @@
-"""Small helpers shared by the plugin (checkpoint I/O, option checks)."""
