@@ -29,7 +29,7 @@ import ecma_basicsr  # noqa: E402,F401
 from ecma_basicsr.archs import fft_conv  # noqa: E402
 from ecma_basicsr.archs.ecma_arch import ECMA, ECMASR  # noqa: E402
 from ecma_basicsr.archs.fft_conv import LargeKernelConv  # noqa: E402
-from ecma_basicsr.analysis.flops import fft_conv_macs  # noqa: E402
+from ecma_basicsr.archs.fft_conv import fft_conv_macs  # noqa: E402
 
 
 def layer_shapes(variant, h, w):

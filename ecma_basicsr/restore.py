@@ -53,6 +53,7 @@ def main(argv=None):
     import torch
     from basicsr.utils import img2tensor, imwrite, tensor2img
     from ecma_basicsr.bench import BenchError
+    from ecma_basicsr.archs import fuse_for_inference
     from ecma_basicsr.bench.networks import build, parse_spec
 
     spec = parse_spec(args.network)
@@ -62,7 +63,7 @@ def main(argv=None):
     if not osp.isfile(spec.checkpoint):
         raise BenchError(f"weights file '{spec.checkpoint}' does not exist.")
     files = list_inputs(args.input)
-    net = build(spec, args.device)
+    net = fuse_for_inference(build(spec, args.device), inplace=True)
     os.makedirs(args.output, exist_ok=True)
     for path in files:
         img = read_image(path, spec.in_ch)

@@ -197,7 +197,7 @@ if __name__ == '__main__':
 
     from ecma_basicsr.cli import main
     from ecma_basicsr.models.ecma_model import ECMAModel
-    from ecma_basicsr.utils import train_state
+    from ecma_basicsr.engine import train_state
 
     def rank():
         import torch.distributed as dist

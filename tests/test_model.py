@@ -82,3 +82,21 @@ def test_channel_mismatch_names_the_image(tmp_path):
     for channels in (1, 4):
         with pytest.raises(ValueError, match=rf'image photo\.png has {channels} channels but network_g takes in_ch=3'):
             model.feed_data({'lq': torch.rand(1, channels, 8, 8), 'lq_path': ['photo.png']})
+
+
+def test_validation_runs_the_fused_copy_made_once_per_validation(tmp_path):
+    from ecma_basicsr.archs.ecma_fuse import FusedCML
+    model = build_model(model_opt(tmp_path))
+    net = model.get_bare_model(model.net_g_ema if hasattr(model, 'net_g_ema') else model.net_g)
+    with torch.no_grad():
+        for p in net.parameters():  # zero-initialised gammas would hide the blocks
+            p.add_(0.05 * torch.randn_like(p))
+    model.feed_data({'lq': torch.rand(1, 3, 13, 11), 'gt': torch.rand(1, 3, 26, 22)})
+    model.test()
+    fused = model._inference_net[1]
+    assert fused is not net and any(isinstance(m, FusedCML) for m in fused.modules())
+    with torch.no_grad():
+        ref = net.eval()(model.lq)
+    assert (model.output - ref).abs().max() <= 1e-5
+    model.test()
+    assert model._inference_net[1] is fused  # reused within one validation

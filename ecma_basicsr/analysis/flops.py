@@ -6,9 +6,10 @@ gives the FFT ops no handle, so they count as zero and the FFT path of
 :class:`~ecma_basicsr.archs.fft_conv.LargeKernelConv` would be free. :func:`analyze_macs` adds
 op handles (``FlopAnalyzer.set_op_handle``) for what a trace of an FFT convolution shows:
 ``aten::fft_rfft2`` / ``aten::fft_irfft2`` (and the other ``aten::fft_*`` transforms) and the
-complex ``aten::mul`` / ``aten::mul_`` of the spectral product. Their count goes into a separate ``fft`` figure,
-so a report can show MACs with and without the FFT work. The formula (real MACs), defined
-once here and used by the handles and by :func:`fft_conv_macs`:
+complex ``aten::mul`` / ``aten::mul_`` of the spectral product. Their count goes into a separate
+``fft`` figure, so a report can show MACs with and without the FFT work. The formula (real MACs)
+is defined once beside the convolution it prices
+(:func:`~ecma_basicsr.archs.fft_conv.fft_conv_macs` and its parts):
 
 * a transform over N = N1 * N2 * ... points costs N log2 N when its signal is real (``rfft*``
   and ``irfft*``: half of the 2 N log2 N of a complex radix-2 FFT) and 2 N log2 N when it is
@@ -21,9 +22,9 @@ once here and used by the handles and by :func:`fft_conv_macs`:
 
 One more handle: ``aten::_convolution_mode`` (``nn.Conv2d(..., padding='same')``), which
 mmengine 0.10 does not know and would silently count as zero, is counted like any convolution.
-ECMA's inference rewrites (fewer memory passes, and fewer MACs in the fusion block) are switched
-off while tracing (:func:`ecma_basicsr.archs.ecma_arch.reference_ops`): the count is the
-architecture's.
+Count the network as built, not its :func:`~ecma_basicsr.archs.fuse_for_inference` copy: the
+count is then the architecture's (the fused copy skips memory passes and, in the fusion block,
+some MACs).
 """
 import math
 from collections import Counter
@@ -31,39 +32,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ecma_basicsr.archs.fft_conv import LargeKernelConv, fft_plane
+from ecma_basicsr.archs.fft_conv import LargeKernelConv, spectral_product_macs, transform_macs
 
 REAL_FFT_OPS = ('aten::fft_rfft', 'aten::fft_rfft2', 'aten::fft_rfftn', 'aten::fft_irfft', 'aten::fft_irfft2',
                 'aten::fft_irfftn')
 COMPLEX_FFT_OPS = ('aten::fft_fft', 'aten::fft_fft2', 'aten::fft_fftn', 'aten::fft_ifft', 'aten::fft_ifft2',
                    'aten::fft_ifftn')
 FFT_KEY = 'fft'  # operator name under which the handles report FFT work
-
-
-def transform_macs(points, real):
-    """Real MACs of one FFT over ``points`` samples (the product of the transformed sizes)."""
-    if points <= 1:
-        return 0.0
-    return (1.0 if real else 2.0) * points * math.log2(points)
-
-
-def spectral_product_macs(complex_elements):
-    """Real MACs of an element-wise complex product with ``complex_elements`` outputs."""
-    return 4.0 * complex_elements
-
-
-def fft_conv_macs(c_out, group_in, h, w, k, batch=1):
-    """Real MACs of one :func:`~ecma_basicsr.archs.fft_conv.fft_grouped_conv` call.
-
-    ``c_out * group_in`` forward transforms of the input, the spectral product over
-    ``c_out * group_in`` planes of N1 x (N2 // 2 + 1) bins, and ``c_out`` inverse transforms;
-    the kernel spectrum is cached and not counted. This is exactly what :func:`analyze_macs`
-    counts for that call through its op handles.
-    """
-    n1, n2 = fft_plane(h, w, k)
-    one = transform_macs(n1 * n2, real=True)
-    bins = n1 * (n2 // 2 + 1)
-    return batch * (c_out * group_in * one + spectral_product_macs(c_out * group_in * bins) + c_out * one)
 
 
 def count_params(model):
@@ -241,8 +216,6 @@ def analyze_macs(model, input_or_shape, large_kernel_mode='fft'):
     """
     from mmengine.analysis import FlopAnalyzer
 
-    from ecma_basicsr.archs.ecma_arch import reference_ops
-
     x = _as_input(model, input_or_shape)
     convs = [m for m in model.modules() if isinstance(m, LargeKernelConv)]
     saved_modes = [m.mode for m in convs]
@@ -253,7 +226,7 @@ def analyze_macs(model, input_or_shape, large_kernel_mode='fft'):
                 m.mode = large_kernel_mode
         model.eval()
         depends = _DataDependence(n_inputs=1)
-        with torch.no_grad(), reference_ops():
+        with torch.no_grad():
             analyzer = FlopAnalyzer(model, (x, ))
             analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             handles = {op: fft_handle(True, depends) for op in REAL_FFT_OPS}

@@ -43,15 +43,11 @@ mmengine with the FFT uncounted, then with the FFT formula of :mod:`ecma_basicsr
 
 Ablations of Tables 8 and 9 are constructor options (see :data:`ABLATIONS`), not copies.
 
-Inference (no autograd) runs the same function through rewrites that cut passes over memory,
-which is what bounds these blocks on a CPU: the LAMs write Q into one buffer normalised by one
-GroupNorm call (:meth:`CML._forward_inference`), the FFN runs in cache-sized pixel tiles with its
-norm and gamma folded into the convs (:func:`gated_ffn_inference`), the fusion block's 1x1 conv
-is folded into the transposed conv (:meth:`Fusion._forward_inference`), and 1x1 convs go to
-oneDNN directly (:func:`pointwise_conv`). ``tests/test_bench_inference_paths.py`` holds every one
-to the autograd path within 1e-5; MAC counts trace the architecture (:func:`reference_ops`).
+This file is the architecture only. Inference-only rewrites of the same function (fewer
+passes over memory on a CPU) are a separate step, :func:`ecma_basicsr.archs.fuse_for_inference`
+(:mod:`ecma_basicsr.archs.ecma_fuse`), which returns a fused copy for validation, ``basicsr
+bench`` and ``basicsr restore``.
 """
-import contextlib
 import math
 
 import torch
@@ -62,7 +58,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
 from .arch_util import crop_to, pad_to_multiple
-from .fft_conv import GroupedSameConv, LargeKernelConv
+from .fft_conv import GroupedSameConv, LargeKernelConv, fft_conv_macs
 from .nafnet_arch import LayerNorm2d
 
 VARIANTS = {
@@ -92,12 +88,6 @@ ABLATIONS = {
 }
 
 
-def fft_conv_macs_per_pixel(h, w, k):
-    """Real MACs per output pixel and channel of the FFT large-kernel conv (see utils.flops)."""
-    from ecma_basicsr.analysis.flops import fft_conv_macs
-    return fft_conv_macs(1, 1, h, w, k) / (h * w)
-
-
 def same_cost_spatial_kernel(k, h, w):
     """Kernel size whose spatial depthwise conv costs what the FFT conv of size k costs at h x w.
 
@@ -105,7 +95,7 @@ def same_cost_spatial_kernel(k, h, w):
     the FFT path's level, which forces a much smaller spatial kernel. At the 256x256 training
     crop this gives 6, 6, 6 and 5 for k = 32, 24, 16, 8 on stages 1-4 (h, w halve per stage).
     """
-    return max(SMALL_KERNEL, round(math.sqrt(fft_conv_macs_per_pixel(h, w, k))))
+    return max(SMALL_KERNEL, round(math.sqrt(fft_conv_macs(1, 1, h, w, k) / (h * w))))
 
 
 COMBINE_OPS = {'product': torch.mul, 'add': torch.add, 'concat': None}  # the first branch of Q, if any
@@ -118,36 +108,6 @@ def combine_branches(a, b, how):
         raise ValueError(f"lam_combine must be one of {tuple(COMBINES)}, got '{how}'.")
     op = COMBINE_OPS[how]
     return ([op(a, b)] if op else []) + [a, b]
-
-
-def write_branches(a, b, how, out):
-    """:func:`combine_branches` written into ``out`` (B, branches * c, H, W) without a concatenation."""
-    slots = out.split(a.shape[1], dim=1)
-    op = COMBINE_OPS[how]
-    if op is not None:
-        op(a, b, out=slots[0])
-    if slots[-1].data_ptr() != b.data_ptr():  # b may already have been computed in place
-        slots[-1].copy_(b)
-    slots[-2].copy_(a)
-
-
-def pointwise_conv(x, weight, bias=None):
-    """A 1x1 convolution; at inference on CPU it goes straight to oneDNN.
-
-    PyTorch sends single-threaded 1x1 convs with a batch under 16 to its plain GEMM path, which
-    ran ECMA's large maps at 20-34 GMAC/s on this project's CPU, where oneDNN's 1x1 conv (bias
-    fused) reached 28-38 (e.g. 128 -> 288 channels at 640x360: 23.6 vs 37.7 GMAC/s).
-    """
-    if (_fast_inference(x, weight, bias) and x.device.type == 'cpu' and x.dtype == torch.float32
-            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
-        return torch.ops.aten.mkldnn_convolution(x, weight, bias, [0, 0], [1, 1], [1, 1], 1)
-    return F.conv2d(x, weight, bias)
-
-
-def residual_conv1x1(x, gamma, conv, inp):
-    """``x + gamma * conv(inp)`` for a 1x1 ``conv`` at inference: gamma folded into the weights."""
-    bias = gamma.view(-1) * conv.bias if conv.bias is not None else None
-    return pointwise_conv(inp, conv.weight * gamma.view(-1, 1, 1, 1), bias).add_(x)
 
 
 class LAM(nn.Module):
@@ -180,14 +140,6 @@ class LAM(nn.Module):
         q = torch.cat(combine_branches(self.conv_w(x), self.conv_ctx(context), self.combine), dim=1)
         return self.norm(q), (self.to_context(q) if self.to_context is not None else None)
 
-    def write_q(self, x, context, out):
-        """Inference: write Q (before the norm) into ``out``; returns O' (or None)."""
-        b = self.conv_ctx(context, out=out[:, out.shape[1] - x.shape[1]:])
-        write_branches(self.conv_w(x), b, self.combine, out)
-        if self.to_context is None:
-            return None
-        return pointwise_conv(out, self.to_context.weight, self.to_context.bias)
-
 
 class CML(nn.Module):
     """Cascaded Multiscale Learning (Eq. 4-5): 1x1 expand, cascaded LAMs, 1x1 reduce, gamma.
@@ -216,8 +168,6 @@ class CML(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x):
-        if _fast_inference(x, self.gamma, self.expand.weight):
-            return self._forward_inference(x)
         parts = torch.split(self.expand(x), self.splits, dim=1)
         outs, prev = [], None
         for i, lam in enumerate(self.lams):
@@ -227,83 +177,6 @@ class CML(nn.Module):
 
     def _context(self, raw, prev):
         return torch.cat([prev, raw], dim=1) if self.cascade and prev is not None else raw
-
-    def _forward_inference(self, x):
-        """The same function with fewer passes over memory (memory traffic, not MACs, bounds it on CPU).
-
-        Every LAM writes its Q into one buffer, so the reduce conv needs no concatenation; one
-        GroupNorm call normalises all LAMs (their groups are independent and all c/4 channels
-        wide); gamma is folded into the reduce conv (:func:`residual_conv1x1`).
-        """
-        parts = torch.split(pointwise_conv(x, self.expand.weight, self.expand.bias), self.splits, dim=1)
-        q_all = x.new_empty(x.shape[0], self.reduce.in_channels, *x.shape[-2:])
-        start, prev = 0, None
-        for i, lam in enumerate(self.lams):
-            slot = q_all[:, start:start + lam.out_channels]
-            prev = lam.write_q(parts[2 * i], self._context(parts[2 * i + 1], prev), slot)
-            start += lam.out_channels
-        norms = [lam.norm for lam in self.lams]
-        normed = F.group_norm(q_all, sum(n.num_groups for n in norms), torch.cat([n.weight for n in norms]),
-                              torch.cat([n.bias for n in norms]), norms[0].eps)
-        return residual_conv1x1(x, self.gamma, self.reduce, normed)
-
-
-def _needs_grad(*tensors):
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
-_REFERENCE_DEPTH = [0]
-
-
-@contextlib.contextmanager
-def reference_ops():
-    """Run ECMA with the training path's operators even without autograd.
-
-    The inference rewrites below compute the same function with fewer passes over memory and,
-    for the fusion block, fewer MACs. MAC counters trace inside this context, so they count the
-    architecture (the papers' convention), not the shortcuts.
-    """
-    _REFERENCE_DEPTH[0] += 1
-    try:
-        yield
-    finally:
-        _REFERENCE_DEPTH[0] -= 1
-
-
-def _fast_inference(*tensors):
-    # under torch.compile the compiler fuses by itself; the rewrites' Python loops would only unroll
-    return not (torch.compiler.is_compiling() or _REFERENCE_DEPTH[0] or _needs_grad(*tensors))
-
-
-TILE_FLOATS = 2 ** 17  # pixels x channels per tile of the FFN at inference: 512 KB, cache-resident
-
-
-def gated_ffn_inference(ffn, x):
-    """:class:`GatedFFN` without autograd, one tile of pixels at a time.
-
-    Every step of the FFN is per pixel, so it can run on column tiles of the (C, H * W) map that
-    stay in cache: the input is read once and the output written once, instead of a dozen
-    full-size passes (norm, conv1 and its bias, gate, conv2, residual) through main memory.
-    The norm's affine is folded into conv1, conv1(w * n + b) = (W1 diag w) n + (W1 b + b1), and
-    gamma into conv2. Measured on one thread: 224 -> 143 ms per FFN at 32 x 1280 x 720, 39 -> 27 ms
-    at 64 x 320 x 180 (ECMA-SR), bit-identical outputs.
-    """
-    c = x.shape[1]
-    w1 = ffn.conv1.weight.flatten(1) * ffn.norm.weight
-    b1 = torch.addmv(ffn.conv1.bias, ffn.conv1.weight.flatten(1), ffn.norm.bias).unsqueeze(1)
-    w2 = ffn.conv2.weight.flatten(1) * ffn.gamma.view(-1, 1)
-    b2 = (ffn.gamma.view(-1) * ffn.conv2.bias).unsqueeze(1)
-    half, tile = w1.shape[0] // 2, max(256, TILE_FLOATS // c)
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for src, dst in zip(x, out):
-        src, dst = src.reshape(c, -1), dst.view(c, -1)
-        for j in range(0, src.shape[1], tile):
-            xt = src[:, j:j + tile]
-            y = xt - xt.mean(0)
-            y.mul_(y.square().mean(0).add_(ffn.norm.eps).rsqrt_())  # LayerNorm over channels
-            h = torch.addmm(b1, w1, y)
-            torch.add(xt, b2, out=dst[:, j:j + tile]).addmm_(w2, h[:half] * h[half:])
-    return out
 
 
 class GatedFFN(nn.Module):
@@ -318,8 +191,6 @@ class GatedFFN(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x):
-        if _fast_inference(x, self.norm.weight, self.conv1.weight):
-            return gated_ffn_inference(self, x)
         a, b = self.conv1(self.norm(x)).chunk(2, dim=1)
         return torch.addcmul(x, self.gamma, self.conv2(a * b))  # x + gamma * (.), one pass
 
@@ -385,47 +256,7 @@ class Fusion(nn.Module):
         self.fuse = nn.Conv2d(channels * 2, channels, 1)
 
     def forward(self, deep, skip):
-        if _fast_inference(deep, skip, self.fuse.weight):
-            return self._forward_inference(deep, skip)
-        return self.fuse(torch.cat([transposed_conv2x2_as_shuffle(deep, self.up), skip], dim=1))
-
-    def _forward_inference(self, deep, skip):
-        """Fuse's half that reads the upsampled map, folded into the transposed conv.
-
-        Conv1x1 after a 2x2 stride-2 transposed conv is again one (the windows do not overlap),
-        so Fuse(Cat(TConv(D), E)) = Shuffle(W' D) + W_b E + b with W' = W_a composed with TConv:
-        the full-resolution concatenation, the shuffled map and W_a's MACs at full resolution
-        disappear; the shuffle becomes the index pattern of an in-place add.
-        """
-        c = self.fuse.out_channels
-        w_a, w_b = self.fuse.weight.flatten(1).split(c, dim=1)
-        w_up = transposed_conv2x2_as_1x1_weight(self.up).view(c, 4, -1)  # [o, 2 di + dj, c_in]
-        w_deep = torch.einsum('po,osk->psk', w_a, w_up).reshape(4 * c, -1, 1, 1)
-        bias = self.fuse.bias + w_a @ self.up.bias
-        out = pointwise_conv(skip, w_b.reshape(c, c, 1, 1), bias)
-        n, _, h, w = deep.shape
-        up = pointwise_conv(deep, w_deep).view(n, c, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
-        out.view(n, c, h, 2, w, 2).add_(up)
-        return out
-
-
-def transposed_conv2x2_as_shuffle(x, up):
-    """``up(x)`` for a ConvTranspose2d with kernel 2 and stride 2, as a 1x1 conv and PixelShuffle(2).
-
-    The 2x2 stride-2 transposed conv has no overlapping windows: output pixel (2i + di, 2j + dj)
-    of channel o is sum_c W[c, o, di, dj] x[c, i, j] + b[o], which is channel 4o + 2di + dj of a
-    1x1 conv with the weight permuted, shuffled into place. Same parameters and arithmetic; on CPU
-    it runs as one GEMM instead of PyTorch's transposed-conv path (measured 0.76 s for
-    64 -> 32 channels at 1280x720 on one thread, about ten times the GEMM).
-    """
-    bias = up.bias.repeat_interleave(4) if up.bias is not None else None
-    return F.pixel_shuffle(pointwise_conv(x, transposed_conv2x2_as_1x1_weight(up), bias), 2)
-
-
-def transposed_conv2x2_as_1x1_weight(up):
-    """(4 * C_out, C_in, 1, 1) weight of :func:`transposed_conv2x2_as_shuffle`: row 4o + 2di + dj."""
-    c_in, c_out = up.weight.shape[:2]
-    return up.weight.permute(1, 2, 3, 0).reshape(c_out * 4, c_in, 1, 1)
+        return self.fuse(torch.cat([self.up(deep), skip], dim=1))
 
 
 class ECMAUNet(nn.Module):

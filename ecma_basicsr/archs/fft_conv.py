@@ -17,6 +17,7 @@ k in 8..32 and odd/even sizes). The FFT always runs in float32, autocast or not.
 ``auto`` measures both paths once per (device, dtype, shape, kernel) and keeps the faster:
 on CPUs a depthwise ``conv2d`` often beats the FFT at small spatial sizes.
 """
+import math
 import time
 
 import torch
@@ -68,18 +69,8 @@ def kernel_spectrum(weight, plane):
     return torch.fft.rfft2(padded).conj()
 
 
-def _needs_grad(*tensors):
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
 def fft_grouped_conv(x, weight, bias=None, spectrum=None):
     """'Same' zero-padded grouped conv (one output per group) computed with rfft2/irfft2.
-
-    Without autograd (inference) the spectral product is taken in place, the bias is added to
-    the DC bin (an exact constant shift of the output, N1 * N2 * bias before the normalised
-    inverse transform) and the output is the top-left H x W view of the inverse transform: one
-    large allocation per direction instead of four, which matters where fresh memory is slow
-    (large feature maps page-fault on first touch).
 
     Args:
         x (Tensor): (B, C_out * g, H, W).
@@ -88,7 +79,7 @@ def fft_grouped_conv(x, weight, bias=None, spectrum=None):
         spectrum (Tensor | None): precomputed :func:`kernel_spectrum` for this plane.
 
     Returns:
-        Tensor: (B, C_out, H, W) in the dtype of ``x`` (a strided view at inference).
+        Tensor: (B, C_out, H, W) in the dtype of ``x``.
     """
     b, _, h, w = x.shape
     c_out, g, k, _ = weight.shape
@@ -96,24 +87,15 @@ def fft_grouped_conv(x, weight, bias=None, spectrum=None):
     with torch.autocast(device_type=x.device.type, enabled=False):
         xf = torch.fft.rfft2(x.float(), s=plane)
         wf = kernel_spectrum(weight, plane) if spectrum is None else spectrum
-        if _needs_grad(x, weight, bias, spectrum):
-            prod = xf.view(b, c_out, g, *xf.shape[-2:]) * wf
-            yf = prod.sum(dim=2) if g > 1 else prod.squeeze(2)
-            y = torch.fft.irfft2(yf, s=plane)[..., :h, :w]
-            if bias is not None:
-                y = y + bias.float().view(1, -1, 1, 1)
-            return y.to(x.dtype)
-        if g == 1:
-            yf = xf.mul_(wf.view(c_out, *wf.shape[-2:]))
-        else:
-            yf = (xf.view(b, c_out, g, *xf.shape[-2:]) * wf).sum(dim=2)
-        if bias is not None:
-            yf[..., 0, 0] += bias.float() * (plane[0] * plane[1])
+        prod = xf.view(b, c_out, g, *xf.shape[-2:]) * wf
+        yf = prod.sum(dim=2) if g > 1 else prod.squeeze(2)
         y = torch.fft.irfft2(yf, s=plane)[..., :h, :w]
+        if bias is not None:
+            y = y + bias.float().view(1, -1, 1, 1)
     return y.to(x.dtype)
 
 
-def spatial_grouped_conv(x, weight, bias=None, out=None):
+def spatial_grouped_conv(x, weight, bias=None):
     """The same operation as :func:`fft_grouped_conv` with ``F.conv2d``.
 
     With several inputs per group it runs as a depthwise conv over all inputs followed by a sum
@@ -121,10 +103,6 @@ def spatial_grouped_conv(x, weight, bias=None, out=None):
     grouped conv with 3-4 inputs per group falls back to a slow generic path (2-3x slower
     forward + backward, measured at ECMA's shapes). The bias rides on the first input of each
     group, so it costs no pass of its own.
-
-    Args:
-        out (Tensor | None): Buffer the group sum may be written into (inference only). The
-            returned tensor is the result either way.
     """
     c_out, g, k, _ = weight.shape
     before, after = same_padding(k)
@@ -136,10 +114,7 @@ def spatial_grouped_conv(x, weight, bias=None, out=None):
         return F.conv2d(x, weight, bias, padding=pad, groups=c_out)
     dw_bias = F.pad(bias.view(c_out, 1), (0, g - 1)).flatten() if bias is not None else None
     y = F.conv2d(x, weight.reshape(c_out * g, 1, k, k), dw_bias, padding=pad, groups=c_out * g)
-    y = y.view(y.shape[0], c_out, g, *y.shape[-2:])
-    if out is not None and not _needs_grad(y):
-        return torch.sum(y, dim=2, out=out)
-    return y.sum(dim=2)
+    return y.view(y.shape[0], c_out, g, *y.shape[-2:]).sum(dim=2)
 
 
 def _time_pair(fn_a, fn_b, rounds=3, clear_margin=3.0):
@@ -166,10 +141,10 @@ def _time_pair(fn_a, fn_b, rounds=3, clear_margin=3.0):
 def auto_choice(x, weight, spectrum=None):
     """'fft' or 'spatial', whichever is faster for this input/kernel; measured once, cached.
 
-    The FFT path is timed as it will run: with ``spectrum`` (the cached kernel spectrum at
-    inference) when given; ``spectrum`` may also be a function returning it, called only when a
-    measurement is needed. Both paths are timed interleaved, best of three, so a burst of load
-    from other processes is less likely to decide.
+    The FFT path is timed as it will run: with ``spectrum`` (a cached kernel spectrum, as the
+    fused inference network keeps one) when given; ``spectrum`` may also be a function returning
+    it, called only when a measurement is needed. Both paths are timed interleaved, best of three,
+    so a burst of load from other processes is less likely to decide.
     """
     key = (x.device.type, x.dtype, tuple(x.shape), x.is_contiguous(), tuple(weight.shape), spectrum is not None,
            torch.get_num_threads())
@@ -195,8 +170,8 @@ class GroupedSameConv(nn.Conv2d):
             raise ValueError(f'in_channels ({in_channels}) must be a multiple of out_channels ({out_channels}).')
         super().__init__(in_channels, out_channels, kernel_size, padding=0, groups=out_channels, bias=bias)
 
-    def forward(self, x, out=None):
-        return spatial_grouped_conv(x, self.weight, self.bias, out)
+    def forward(self, x):
+        return spatial_grouped_conv(x, self.weight, self.bias)
 
 
 class LargeKernelConv(GroupedSameConv):
@@ -214,36 +189,48 @@ class LargeKernelConv(GroupedSameConv):
             raise ValueError(f"large_kernel_mode must be one of {MODES}, got '{mode}'.")
         super().__init__(in_channels, out_channels, kernel_size, bias=bias)
         self.mode = mode
-        self._spectrum_cache = None
 
     def extra_repr(self):
         return super().extra_repr() + f', mode={self.mode}'
 
     def path_for(self, x):
         """The path a forward on ``x`` takes ('fft' or 'spatial'); 'auto' measures once per shape."""
-        if self.mode != 'auto':
-            return self.mode
-        inference = not (self.training or torch.is_grad_enabled())
-        path = auto_choice(x, self.weight, (lambda: self._cached_spectrum(x)) if inference else None)
-        if path == 'spatial':
-            self._spectrum_cache = None  # do not keep a spectrum (up to tens of MB) for a path not taken
-        return path
+        return self.mode if self.mode != 'auto' else auto_choice(x, self.weight)
 
-    def _cached_spectrum(self, x):
-        # At inference the kernel is fixed, so its spectrum is reused across calls of one size.
-        if self.training or torch.is_grad_enabled():
-            return None
-        plane = fft_plane(x.shape[-2], x.shape[-1], self.kernel_size[0])
-        try:
-            version = self.weight._version
-        except RuntimeError:  # an inference tensor (module built under inference_mode) has no version counter
-            version = None
-        key = (plane, version, self.weight.data_ptr(), x.device)
-        if self._spectrum_cache is None or self._spectrum_cache[0] != key:
-            self._spectrum_cache = (key, kernel_spectrum(self.weight, plane))
-        return self._spectrum_cache[1]
-
-    def forward(self, x, out=None):
+    def forward(self, x):
         if self.path_for(x) == 'spatial':
-            return spatial_grouped_conv(x, self.weight, self.bias, out)
-        return fft_grouped_conv(x, self.weight, self.bias, spectrum=self._cached_spectrum(x))
+            return spatial_grouped_conv(x, self.weight, self.bias)
+        return fft_grouped_conv(x, self.weight, self.bias)
+
+
+# ------------------------------------------------------------------------------------------------
+# Cost of the FFT path, in real multiply-accumulates (the papers' "FLOPs")
+# ------------------------------------------------------------------------------------------------
+def transform_macs(points, real):
+    """Real MACs of one FFT over ``points`` samples (the product of the transformed sizes).
+
+    N log2 N for a transform of a real signal (``rfft*`` / ``irfft*``: half of the 2 N log2 N of
+    a complex radix-2 FFT), 2 N log2 N for a complex one.
+    """
+    if points <= 1:
+        return 0.0
+    return (1.0 if real else 2.0) * points * math.log2(points)
+
+
+def spectral_product_macs(complex_elements):
+    """Real MACs of an element-wise complex product with ``complex_elements`` outputs (4 each)."""
+    return 4.0 * complex_elements
+
+
+def fft_conv_macs(c_out, group_in, h, w, k, batch=1):
+    """Real MACs of one :func:`fft_grouped_conv` call on a (batch, c_out * group_in, h, w) input.
+
+    ``c_out * group_in`` forward transforms of the input, the spectral product over
+    ``c_out * group_in`` planes of N1 x (N2 // 2 + 1) bins, and ``c_out`` inverse transforms; the
+    kernel spectrum depends on the weights only (computed once at inference) and is not counted.
+    The MAC counter (:mod:`ecma_basicsr.analysis.flops`) counts a traced call the same way.
+    """
+    n1, n2 = fft_plane(h, w, k)
+    one = transform_macs(n1 * n2, real=True)
+    bins = n1 * (n2 // 2 + 1)
+    return batch * (c_out * group_in * one + spectral_product_macs(c_out * group_in * bins) + c_out * one)

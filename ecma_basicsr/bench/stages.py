@@ -124,7 +124,7 @@ def main(argv=None):
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--keep-freed-memory', action='store_true', help='as for basicsr bench')
     a = p.parse_args(argv)
-    import ecma_basicsr  # noqa: F401  (registries)
+    from ecma_basicsr.archs import fuse_for_inference
     try:
         h, w = parse_size(a.size)
         specs = expand_specs(a.nets)
@@ -139,7 +139,8 @@ def main(argv=None):
         shape = (1, spec.in_ch, *input_size(h, w, spec.scale))
         macs, total_macs = stage_macs(net, shape)
         gemm = gemm_throughput()[0]
-        seconds, shapes, total_s = time_stages(net, torch.rand(shape), a.repeats, a.warmup)
+        seconds, shapes, total_s = time_stages(fuse_for_inference(net, inplace=True), torch.rand(shape), a.repeats,
+                                               a.warmup)
         print(stage_table(f'{spec.label} (GEMM ceiling {gemm / 1e9:.1f} GMAC/s)', seconds, shapes, total_s, macs,
                           total_macs, gemm) + '\n', flush=True)
         del net

@@ -33,6 +33,7 @@ from basicsr.models.lr_scheduler import CosineAnnealingRestartLR
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from ecma_basicsr.archs import fuse_for_inference
 from ecma_basicsr.engine.checkpoint import list_states
 
 
@@ -149,15 +150,34 @@ class ECMAModel(SRModel):
         return counts
 
     def test(self):
-        """SRModel.test; a compiled network without EMA is run eagerly (sizes vary in validation)."""
-        if getattr(self, 'compiled', False) and not hasattr(self, 'net_g_ema'):
-            net = self.get_bare_model(self.net_g)
-            net.eval()
+        """Run the network on ``self.lq`` for validation / ``basicsr test``.
+
+        The EMA network when there is one, else ``net_g``; through its
+        :func:`~ecma_basicsr.archs.fuse_for_inference` copy, made once per :meth:`validation` call
+        (the weights change between validations); a compiled network runs eagerly (validation
+        images differ in size and would each recompile).
+        """
+        net = self.get_bare_model(self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g)
+        net = getattr(net, '_orig_mod', net)
+        cached = getattr(self, '_inference_net', None)
+        if cached is None or cached[0] is not net:
+            cached = self._inference_net = (net, fuse_for_inference(net))
+        fused = cached[1]
+        was_training = net.training
+        net.eval()
+        try:
             with torch.no_grad():
-                self.output = net.forward(self.lq)
-            net.train()
-            return
-        super().test()
+                self.output = fused(self.lq)
+        finally:
+            net.train(was_training)
+
+    def validation(self, *args, **kwargs):
+        """BasicSR's validation with a fresh inference copy of the network (see :meth:`test`)."""
+        self._inference_net = None
+        try:
+            return super().validation(*args, **kwargs)
+        finally:
+            self._inference_net = None
 
     def autocast(self):
         """Context for the forward pass: autocast when ``use_amp`` is set, else nothing."""

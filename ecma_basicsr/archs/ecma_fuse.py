@@ -1,0 +1,298 @@
+"""Inference-only rewrites of ECMA, applied by :func:`fuse_for_inference`.
+
+The networks of :mod:`.ecma_arch` are written as the paper describes them (Sec. 3). On a CPU
+without autograd their blocks are bound by passes over memory, not by arithmetic: at full
+resolution every concatenation, norm, bias, gate and residual streams maps far larger than the
+caches. :func:`fuse_for_inference` returns a copy of a network (or rewrites it in place) in which
+ECMA's blocks are replaced by modules that compute the same function (within float32 round-off,
+held to 1e-5 by ``tests/test_fuse.py``) with fewer passes and with their folded weights computed
+once, here:
+
+* :class:`FusedCML`: every LAM writes its Q (Eq. 3) into one buffer, so the reduce conv needs no
+  concatenation; the grouped context convs write their group sum into that buffer; one GroupNorm
+  call normalises all LAMs (their groups are independent and all c/4 channels wide); gamma is
+  folded into the reduce conv and the residual added in place; the FFT large kernel reuses its
+  spectrum per plane size, takes the spectral product in place and adds its bias on the DC bin.
+* :class:`FusedGatedFFN`: the feed-forward part runs over cache-sized tiles of pixels, with the
+  LayerNorm affine folded into the first 1x1 conv and gamma into the second.
+* :class:`FusedFusion`: the fusion block's 1x1 conv (Sec. 3.3) is folded into the 2x2 stride-2
+  transposed conv, so neither the full-resolution concatenation nor the upsampled map exists.
+* 1x1 convs go to oneDNN directly on CPU (:func:`pointwise_conv`).
+
+The fused modules hold buffers, not parameters: a fused copy is for inference only (calling
+``train()`` on it raises). Count MACs on the unfused network: the fusion block's rewrite also
+saves MACs, and the papers count the architecture.
+"""
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .ecma_arch import CML, COMBINE_OPS, Fusion, GatedFFN
+from .fft_conv import LargeKernelConv, auto_choice, fft_plane, kernel_spectrum, same_padding
+
+TILE_FLOATS = 2 ** 17  # pixels x channels per FFN tile: 512 KB, cache-resident
+
+
+def pointwise_conv(x, weight, bias=None):
+    """A 1x1 convolution; on CPU in float32 it goes straight to oneDNN.
+
+    PyTorch sends single-threaded 1x1 convs with a small batch to its plain GEMM path, which is
+    slower than oneDNN's 1x1 conv (with the bias fused) at ECMA's shapes.
+    """
+    if (x.device.type == 'cpu' and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled):
+        return torch.ops.aten.mkldnn_convolution(x, weight, bias, [0, 0], [1, 1], [1, 1], 1)
+    return F.conv2d(x, weight, bias)
+
+
+def fft_conv_into_spectrum(x, weight, bias, spectrum):
+    """:func:`~.fft_conv.fft_grouped_conv` without autograd, with fewer large allocations.
+
+    The spectral product is taken in place, the bias is added to the DC bin (an exact constant
+    shift of the output: N1 * N2 * bias before the normalised inverse transform) and the result
+    is the top-left H x W view of the inverse transform.
+    """
+    b, _, h, w = x.shape
+    c_out, g, k, _ = weight.shape
+    plane = fft_plane(h, w, k)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        xf = torch.fft.rfft2(x.float(), s=plane)
+        if g == 1:
+            yf = xf.mul_(spectrum.view(c_out, *spectrum.shape[-2:]))
+        else:
+            yf = (xf.view(b, c_out, g, *xf.shape[-2:]) * spectrum).sum(dim=2)
+        if bias is not None:
+            yf[..., 0, 0] += bias.float() * (plane[0] * plane[1])
+        y = torch.fft.irfft2(yf, s=plane)[..., :h, :w]
+    return y.to(x.dtype)
+
+
+def spatial_conv_into(x, weight, bias, out=None):
+    """:func:`~.fft_conv.spatial_grouped_conv` whose group sum is written into ``out`` when given.
+
+    Returns the result, which is ``out`` itself unless the conv has one input per group.
+    """
+    c_out, g, k, _ = weight.shape
+    before, after = same_padding(k)
+    if before == after:
+        pad = before
+    else:
+        x, pad = F.pad(x, (before, after, before, after)), 0
+    if g == 1:
+        return F.conv2d(x, weight, bias, padding=pad, groups=c_out)
+    dw_bias = F.pad(bias.view(c_out, 1), (0, g - 1)).flatten() if bias is not None else None
+    y = F.conv2d(x, weight.reshape(c_out * g, 1, k, k), dw_bias, padding=pad, groups=c_out * g)
+    y = y.view(y.shape[0], c_out, g, *y.shape[-2:])
+    return torch.sum(y, dim=2, out=out) if out is not None else y.sum(dim=2)
+
+
+class _Inference(nn.Module):
+    """Base of the fused modules: built in eval mode, refuses to be put back into training."""
+
+    def __init__(self):
+        super().__init__()
+        self.training = False
+
+    def train(self, mode=True):
+        if mode:
+            raise RuntimeError(f'{type(self).__name__} belongs to an inference-only copy made by fuse_for_inference; '
+                               'train the original network and fuse it again.')
+        return super().train(False)
+
+
+class FusedGroupedConv(_Inference):
+    """A LAM's W' (:class:`~.fft_conv.GroupedSameConv` or :class:`~.fft_conv.LargeKernelConv`) at inference.
+
+    Keeps the kernel spectrum of the FFT path per plane size, so it is computed once per image size.
+    """
+
+    def __init__(self, conv):
+        super().__init__()
+        self.register_buffer('weight', conv.weight.detach().clone())
+        self.register_buffer('bias', conv.bias.detach().clone() if conv.bias is not None else None)
+        self.mode = conv.mode if isinstance(conv, LargeKernelConv) else 'spatial'
+        self._spectra = {}
+
+    def extra_repr(self):
+        return f'kernel={tuple(self.weight.shape)}, mode={self.mode}'
+
+    def _apply(self, fn, recurse=True):
+        self._spectra = {}  # a move (device, dtype) invalidates the cached spectra
+        return super()._apply(fn, recurse)
+
+    def spectrum(self, x):
+        plane = fft_plane(x.shape[-2], x.shape[-1], self.weight.shape[-1])
+        if plane not in self._spectra:
+            self._spectra[plane] = kernel_spectrum(self.weight, plane)
+        return self._spectra[plane]
+
+    def forward(self, x, out=None):
+        path = self.mode
+        if path == 'auto':
+            path = auto_choice(x, self.weight, lambda: self.spectrum(x))
+            if path == 'spatial':  # do not keep a spectrum (up to tens of MB) for a path not taken
+                self._spectra.pop(fft_plane(x.shape[-2], x.shape[-1], self.weight.shape[-1]), None)
+        if path == 'spatial':
+            return spatial_conv_into(x, self.weight, self.bias, out)
+        return fft_conv_into_spectrum(x, self.weight, self.bias, self.spectrum(x))
+
+
+def write_branches(a, b, how, out):
+    """The branches of Q (Eq. 3) written into ``out`` (B, branches * c, H, W) without a concatenation."""
+    slots = out.split(a.shape[1], dim=1)
+    op = COMBINE_OPS[how]
+    if op is not None:
+        op(a, b, out=slots[0])
+    if slots[-1].data_ptr() != b.data_ptr():  # b may already have been written in place
+        slots[-1].copy_(b)
+    slots[-2].copy_(a)
+
+
+class FusedLAM(_Inference):
+    """A LAM that writes Q (before its norm) into a slot of the CML's buffer and returns O'."""
+
+    def __init__(self, lam):
+        super().__init__()
+        self.combine = lam.combine
+        self.register_buffer('w', lam.conv_w.weight.detach().clone())
+        self.register_buffer('w_bias', lam.conv_w.bias.detach().clone())
+        self.conv_ctx = FusedGroupedConv(lam.conv_ctx)
+        self.out_channels = lam.out_channels
+        to_ctx = lam.to_context
+        self.register_buffer('ctx_w', to_ctx.weight.detach().clone() if to_ctx is not None else None)
+        self.register_buffer('ctx_b', to_ctx.bias.detach().clone() if to_ctx is not None else None)
+
+    def forward(self, x, context, out):
+        c = x.shape[1]
+        b = self.conv_ctx(context, out=out[:, out.shape[1] - c:])
+        a = F.conv2d(x, self.w, self.w_bias, padding=self.w.shape[-1] // 2, groups=c)
+        write_branches(a, b, self.combine, out)
+        return pointwise_conv(out, self.ctx_w, self.ctx_b) if self.ctx_w is not None else None
+
+
+class FusedCML(_Inference):
+    """:class:`~.ecma_arch.CML` at inference (see the module docstring)."""
+
+    def __init__(self, cml):
+        super().__init__()
+        self.splits, self.cascade = list(cml.splits), cml.cascade
+        self.register_buffer('expand_w', cml.expand.weight.detach().clone())
+        self.register_buffer('expand_b', cml.expand.bias.detach().clone())
+        self.lams = nn.ModuleList(FusedLAM(lam) for lam in cml.lams)
+        norms = [lam.norm for lam in cml.lams]
+        self.groups, self.eps = sum(n.num_groups for n in norms), norms[0].eps
+        self.register_buffer('norm_w', torch.cat([n.weight.detach() for n in norms]))
+        self.register_buffer('norm_b', torch.cat([n.bias.detach() for n in norms]))
+        gamma = cml.gamma.detach().view(-1)
+        self.register_buffer('reduce_w', cml.reduce.weight.detach() * gamma.view(-1, 1, 1, 1))
+        self.register_buffer('reduce_b', cml.reduce.bias.detach() * gamma)
+
+    def forward(self, x):
+        parts = torch.split(pointwise_conv(x, self.expand_w, self.expand_b), self.splits, dim=1)
+        q_all = x.new_empty(x.shape[0], self.reduce_w.shape[1], *x.shape[-2:])
+        start, prev = 0, None
+        for i, lam in enumerate(self.lams):
+            raw = parts[2 * i + 1]
+            context = torch.cat([prev, raw], dim=1) if self.cascade and prev is not None else raw
+            prev = lam(parts[2 * i], context, q_all[:, start:start + lam.out_channels])
+            start += lam.out_channels
+        normed = F.group_norm(q_all, self.groups, self.norm_w, self.norm_b, self.eps)
+        return pointwise_conv(normed, self.reduce_w, self.reduce_b).add_(x)
+
+
+class FusedGatedFFN(_Inference):
+    """:class:`~.ecma_arch.GatedFFN` at inference, one cache-sized tile of pixels at a time.
+
+    Every step of the FFN is per pixel, so it can run on column tiles of the (C, H * W) map: the
+    input is read once and the output written once. The norm's affine is folded into conv1,
+    conv1(w * n + b) = (W1 diag w) n + (W1 b + b1), and gamma into conv2.
+    """
+
+    def __init__(self, ffn):
+        super().__init__()
+        w1 = ffn.conv1.weight.detach().flatten(1)
+        gamma = ffn.gamma.detach().view(-1)
+        self.eps = ffn.norm.eps
+        self.register_buffer('w1', w1 * ffn.norm.weight.detach())
+        self.register_buffer('b1', torch.addmv(ffn.conv1.bias.detach(), w1, ffn.norm.bias.detach()).unsqueeze(1))
+        self.register_buffer('w2', ffn.conv2.weight.detach().flatten(1) * gamma.view(-1, 1))
+        self.register_buffer('b2', (gamma * ffn.conv2.bias.detach()).unsqueeze(1))
+
+    def forward(self, x):
+        c = x.shape[1]
+        half, tile = self.w1.shape[0] // 2, max(256, TILE_FLOATS // c)
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        for src, dst in zip(x, out):
+            src, dst = src.reshape(c, -1), dst.view(c, -1)
+            for j in range(0, src.shape[1], tile):
+                xt = src[:, j:j + tile]
+                y = xt - xt.mean(0)
+                y.mul_(y.square().mean(0).add_(self.eps).rsqrt_())  # LayerNorm over channels
+                h = torch.addmm(self.b1, self.w1, y)
+                torch.add(xt, self.b2, out=dst[:, j:j + tile]).addmm_(self.w2, h[:half] * h[half:])
+        return out
+
+
+class FusedFusion(_Inference):
+    """:class:`~.ecma_arch.Fusion` with its 1x1 conv folded into the transposed conv.
+
+    The 2x2 stride-2 transposed conv has no overlapping windows, so a 1x1 conv after it is again
+    one: Fuse(Cat(TConv(D), E)) = Shuffle(W' D) + W_b E + b, with W' = W_a composed with TConv.
+    The full-resolution concatenation and upsampled map disappear; the shuffle becomes the index
+    pattern of an in-place add.
+    """
+
+    def __init__(self, fusion):
+        super().__init__()
+        up, fuse = fusion.up, fusion.fuse
+        c = fuse.out_channels
+        w_a, w_b = fuse.weight.detach().flatten(1).split(c, dim=1)
+        c_in = up.weight.shape[0]
+        # transposed-conv output pixel (2i + di, 2j + dj) of channel o: row 4o + 2di + dj of a 1x1 conv
+        w_up = up.weight.detach().permute(1, 2, 3, 0).reshape(c, 4, c_in)
+        self.register_buffer('w_deep', torch.einsum('po,osk->psk', w_a, w_up).reshape(4 * c, c_in, 1, 1))
+        self.register_buffer('w_skip', w_b.reshape(c, c, 1, 1).contiguous())
+        self.register_buffer('bias', fuse.bias.detach() + w_a @ up.bias.detach())
+
+    def forward(self, deep, skip):
+        c = self.w_skip.shape[0]
+        out = pointwise_conv(skip, self.w_skip, self.bias)
+        n, _, h, w = deep.shape
+        up = pointwise_conv(deep, self.w_deep).view(n, c, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
+        out.view(n, c, h, 2, w, 2).add_(up)
+        return out
+
+
+FUSERS = {CML: FusedCML, GatedFFN: FusedGatedFFN, Fusion: FusedFusion}
+
+
+def _replace_children(module):
+    for name, child in module.named_children():
+        fused = FUSERS.get(type(child))
+        if fused is not None:
+            setattr(module, name, fused(child))
+        else:
+            _replace_children(child)
+
+
+def fuse_for_inference(net, inplace=False):
+    """The network with ECMA's blocks replaced by their inference-only fused forms.
+
+    Args:
+        net (nn.Module): Any network. Networks without ECMA blocks are returned unchanged.
+        inplace (bool): Rewrite ``net`` itself instead of a copy (saves the copy's memory; the
+            network can then no longer be trained).
+
+    Returns:
+        nn.Module: The fused network, in eval mode, with no parameter requiring grad. The
+        unfused ``net`` keeps its parameters and still loads state dicts as before.
+    """
+    if not any(type(m) in FUSERS for m in net.modules()):
+        return net
+    target = net if inplace else copy.deepcopy(net)
+    with torch.no_grad():
+        _replace_children(target)
+    target.requires_grad_(False)
+    return target.eval()

@@ -1,0 +1,94 @@
+"""``fuse_for_inference``: ECMA's inference-only rewrites compute the network's function.
+
+The fused copy must equal the network as built within 1e-5 (float32) for every ECMA variant's
+layout, every ablation of Tables 8/9 and ECMASR, on odd sizes, on both large-kernel paths; and
+fusion must really happen (the fused tree holds the fused module types and none of the blocks
+they replace), so the equality test cannot pass through a silently skipped rewrite.
+"""
+import pytest
+import torch
+
+from ecma_basicsr.archs import fuse_for_inference
+from ecma_basicsr.archs.ecma_arch import ABLATIONS, CML, ECMA, ECMASR, Fusion, GatedFFN
+from ecma_basicsr.archs.ecma_fuse import FusedCML, FusedFusion, FusedGatedFFN
+from ecma_basicsr.archs.nafnet_arch import NAFNet
+
+TINY = dict(width=8, enc_blocks=(1, 2), kernels=(8, 6))
+
+
+def _randomise(net, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():  # zero-initialised gammas would hide the blocks entirely
+            p.copy_(torch.randn(p.shape, generator=gen) * (0.3 if p.dim() > 1 else 0.5))
+    return net
+
+
+def _assert_fused(fused):
+    kinds = {type(m) for m in fused.modules()}
+    assert {FusedCML, FusedGatedFFN} <= kinds
+    assert not kinds & {CML, GatedFFN, Fusion}
+
+
+def _compare(net, x):
+    net.eval()
+    with torch.no_grad():
+        ref = net(x)
+    fused = fuse_for_inference(net)
+    _assert_fused(fused)
+    with torch.inference_mode():
+        out = fused(x)
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max().item() <= 1e-5 * max(1.0, ref.abs().max().item())
+    return fused
+
+
+@pytest.mark.parametrize('ablation', sorted(ABLATIONS))
+def test_fused_equals_network_for_every_ablation(ablation):
+    net = _randomise(ECMA(large_kernel_mode='fft', **TINY, **ABLATIONS[ablation]))
+    fused = _compare(net, torch.rand(2, 3, 21, 30))
+    assert any(isinstance(m, FusedFusion) for m in fused.modules())
+
+
+@pytest.mark.parametrize('mode', ['fft', 'spatial', 'auto'])
+def test_fused_equals_network_four_levels_gray(mode):
+    net = _randomise(ECMA(width=8, enc_blocks=(1, 1, 1, 2), kernels=(8, 7, 5, 4), in_ch=1, large_kernel_mode=mode), 2)
+    _compare(net, torch.rand(1, 1, 27, 19))
+
+
+@pytest.mark.parametrize('mode', ['fft', 'spatial'])
+def test_fused_equals_network_sr(mode):
+    net = _randomise(ECMASR(upscale=3, width=8, enc_blocks=(1, 1), kernels=(8, 4), large_kernel_mode=mode), 1)
+    _compare(net, torch.rand(2, 3, 13, 9))
+
+
+def test_fusion_copies_and_leaves_the_network_trainable():
+    net = _randomise(ECMA(**TINY))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    fused = fuse_for_inference(net)
+    assert fused is not net
+    assert any(isinstance(m, CML) for m in net.modules())  # the original is untouched
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    net.train()
+    with pytest.raises(RuntimeError, match='inference-only'):
+        fused.train()
+    assert not any(p.requires_grad for p in fused.parameters())
+
+
+def test_inplace_and_network_without_rewrites():
+    net = _randomise(ECMA(**TINY))
+    assert fuse_for_inference(net, inplace=True) is net
+    _assert_fused(net)
+    plain = NAFNet(width=8, enc_blk_nums=[1], middle_blk_num=1, dec_blk_nums=[1])
+    assert fuse_for_inference(plain) is plain
+
+
+def test_fused_fft_spectrum_is_cached_per_plane():
+    net = _randomise(ECMA(large_kernel_mode='fft', **TINY))
+    fused = fuse_for_inference(net)
+    conv = next(m for m in fused.modules() if type(m).__name__ == 'FusedGroupedConv' and m.mode == 'fft')
+    with torch.inference_mode():
+        fused(torch.rand(1, 3, 16, 16))
+        first = dict(conv._spectra)
+        fused(torch.rand(1, 3, 16, 16))
+    assert len(first) == 1 and all(conv._spectra[k] is v for k, v in first.items())
