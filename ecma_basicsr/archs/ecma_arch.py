@@ -55,18 +55,35 @@ import torch.nn as nn
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
+from ecma_basicsr.archs.presets import Preset, resolve_preset
+from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin, CheckpointMismatchError, strip_prefix
 
 from .arch_util import crop_to, pad_to_multiple
 from .fft_conv import GroupedSameConv, LargeKernelConv, fft_conv_macs
 from .nafnet_arch import LayerNorm2d
 
+# Table 1: width and encoder blocks per stage of each variant (the decoder mirrors them).
 VARIANTS = {
-    # name: (width, encoder blocks per stage)   -- paper Table 1
-    'T': (32, (1, 1, 2, 9)),
-    'S': (64, (1, 1, 1, 7)),
-    'B': (64, (2, 4, 4, 3)),
+    'T': dict(width=32, enc_blocks=(1, 1, 2, 9)),
+    'S': dict(width=64, enc_blocks=(1, 1, 1, 7)),
+    'B': dict(width=64, enc_blocks=(2, 4, 4, 3)),
 }
+_TABLE1 = dict(source='ECMA Table 1', macs_input=(256, 256))
+PRESETS = {
+    'ECMA-T': Preset('ECMA', dict(variant='T'), params=10.5e6, macs=15.9e9, **_TABLE1),
+    'ECMA-S': Preset('ECMA', dict(variant='S'), params=31.7e6, macs=48.4e9, **_TABLE1),
+    'ECMA-B': Preset('ECMA', dict(variant='B'), params=19.5e6, macs=63.0e9, **_TABLE1),
+    'ECMA-SR': Preset('ECMASR', dict(upscale=4), params=1.4e6, macs=50.5e9, macs_input=(720, 1280),
+                      source='ECMA Table 1', scale=4),
+}
+
+# How the blocks are wired, stored in checkpoints: weights trained with another wiring compute a
+# different function here, so loading them is refused (ECMA.load_state_dict).
+WIRING_CHANGES = {
+    1: 'Cat(O\', I\') in channel order before the grouped W\'; W and W\' with biases',
+    2: 'Cat(O\', I\') interleaved per group of W\' (cascade_context); W and W\' without biases (Eq. 2)',
+}
+WIRING = max(WIRING_CHANGES)
 STAGE_KERNELS = (32, 24, 16, 8)
 MEDIUM_KERNEL, SMALL_KERNEL = 5, 3
 LAM_SIZES = ('large', 'medium', 'small')
@@ -126,11 +143,12 @@ class LAM(nn.Module):
                  large_kernel_mode='auto', with_context_out=True):
         super().__init__()
         self.combine = combine
-        self.conv_w = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+        # no biases: Eq. 2 is bilinear in (W, W'); see the module docstring
+        self.conv_w = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
         if fft:
-            self.conv_ctx = LargeKernelConv(context_channels, channels, kernel_size, mode=large_kernel_mode)
+            self.conv_ctx = LargeKernelConv(context_channels, channels, kernel_size, mode=large_kernel_mode, bias=False)
         else:
-            self.conv_ctx = GroupedSameConv(context_channels, channels, kernel_size)
+            self.conv_ctx = GroupedSameConv(context_channels, channels, kernel_size, bias=False)
         branches = COMBINES[combine]
         self.out_channels = branches * channels
         self.norm = nn.GroupNorm(branches, self.out_channels)
@@ -176,7 +194,20 @@ class CML(nn.Module):
         return torch.addcmul(x, self.gamma, self.reduce(torch.cat(outs, dim=1)))  # x + gamma * (.), one pass
 
     def _context(self, raw, prev):
-        return torch.cat([prev, raw], dim=1) if self.cascade and prev is not None else raw
+        return cascade_context(prev, raw) if self.cascade and prev is not None else raw
+
+
+def cascade_context(prev, raw):
+    """Cat(O'_{i-1}, I'_i) of Eq. 5, ordered so that every group of the grouped W' holds both.
+
+    W' has one output channel per group (c/4 groups). With the two parts simply concatenated,
+    the contiguous groups would split them: the first groups would see only O'_{i-1}, the rest
+    only I'_i. Group j here holds channel j of O'_{i-1} followed by its share of I'_i (channels
+    j * r ... j * r + r - 1, r = I'_i channels / c/4), so every output channel of LAM_i gets
+    both the cascaded, broad context and the raw, local one (Sec. 3.2).
+    """
+    b, q, h, w = prev.shape
+    return torch.cat([prev.unsqueeze(2), raw.view(b, q, -1, h, w)], dim=2).view(b, -1, h, w)
 
 
 class GatedFFN(nn.Module):
@@ -266,12 +297,14 @@ class ECMAUNet(nn.Module):
         super().__init__()
         if len(kernels) != len(enc_blocks):
             raise ValueError(f'kernels {tuple(kernels)} must give one size per stage of enc_blocks {tuple(enc_blocks)}.')
+        expands = per_level(block_opts['ffn_expand'], len(enc_blocks), 'ffn_expand')
         self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
         self.decoders, self.fusions = nn.ModuleList(), nn.ModuleList()
         ch, hw = width, (ref_size, ref_size)
         for level, (n, k) in enumerate(zip(enc_blocks, kernels)):
-            self.encoders.append(Stage(ch, n, k, hw, block_opts))
-            self.decoders.insert(0, Stage(ch, n, k, hw, block_opts))
+            opts = dict(block_opts, ffn_expand=expands[level])
+            self.encoders.append(Stage(ch, n, k, hw, opts))
+            self.decoders.insert(0, Stage(ch, n, k, hw, opts))
             if level < len(enc_blocks) - 1:
                 self.downs.append(Downsample(ch))
                 self.fusions.insert(0, Fusion(ch))
@@ -295,11 +328,13 @@ class ECMAUNet(nn.Module):
         return x
 
 
-def check_channels(x, expected, name):
-    if x.dim() != 4 or x.shape[1] != expected:
-        raise ValueError(f'{name} expects a (B, {expected}, H, W) image tensor, got shape {tuple(x.shape)} '
-                         f'({x.shape[1] if x.dim() == 4 else "?"} channels). Set in_ch={x.shape[1] if x.dim() == 4 else "?"} '
-                         f'in network_g, or convert the images (e.g. color: rgb / gray in the dataset options).')
+def per_level(value, levels, name):
+    """``value`` for each of ``levels`` U-Net levels: one number for all, or a list with one per level."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != levels:
+            raise ValueError(f'{name} {tuple(value)} must give one value per level ({levels}), or one value for all.')
+        return list(value)
+    return [value] * levels
 
 
 def block_options(ffn_expand, lam_combine, lam_sizes, cascade, large_domain, large_kernel_mode):
@@ -309,17 +344,46 @@ def block_options(ffn_expand, lam_combine, lam_sizes, cascade, large_domain, lar
                 large_domain=large_domain, large_kernel_mode=large_kernel_mode)
 
 
+class _ECMANetwork(CheckedLoadMixin, nn.Module):
+    """What ECMA and ECMASR share: image channels, the wiring version, input and checkpoint checks."""
+
+    def __init__(self, in_ch, out_ch):
+        super().__init__()
+        self.in_channels, self.out_channels = in_ch, out_ch or in_ch
+        # Identifies how the blocks are wired (see WIRING); stored in every checkpoint.
+        self.register_buffer('wiring', torch.tensor(WIRING))
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        found = strip_prefix(state_dict).get('wiring')
+        if found is None or int(found) != WIRING:
+            version = 1 if found is None else int(found)
+            raise CheckpointMismatchError(
+                f'Checkpoint does not fit {self.config_summary()}: it was trained with ECMA wiring {version}, this '
+                f'network has wiring {WIRING} ({WIRING_CHANGES[WIRING]}). The weights would compute a different '
+                'function and cannot be converted: retrain with this version, or load them with the plugin version '
+                'they were trained with.')
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def check_input(self, x):
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            got = x.shape[1] if x.dim() == 4 else '?'
+            raise ValueError(f'{type(self).__name__} expects a (B, {self.in_channels}, H, W) image tensor, got shape '
+                             f'{tuple(x.shape)} ({got} channels). Set in_ch: {got} in network_g, or convert the '
+                             'images (e.g. color: rgb / gray in the dataset options).')
+
+
 @ARCH_REGISTRY.register()
-class ECMA(CheckedLoadMixin, nn.Module):
+class ECMA(_ECMANetwork):
     """ECMA U-Net for deblurring and denoising (Table 1: ECMA-T/S/B).
 
     Args:
-        variant (str): 'T', 'S' or 'B'; sets width and block counts (Table 1).
+        variant (str): 'T', 'S' or 'B' (case-insensitive); sets width and block counts (Table 1).
         in_ch (int): Image channels (3 for RGB, 1 for gray). out_ch defaults to in_ch.
         width (int): Overrides the variant's width (a multiple of 4).
         enc_blocks (list[int]): Overrides the blocks per encoder stage (decoder mirrors).
         kernels (list[int]): Large kernel k_i per stage; default 32, 24, 16, 8.
-        ffn_expand (int): Feed-forward expansion (0 removes the feed-forward part).
+        ffn_expand (int | list[int]): Feed-forward expansion, for all levels or one per level
+            (0 removes the feed-forward part).
         lam_combine (str): 'product' (paper), 'add' or 'concat' (Table 8 ablations).
         lam_sizes (list[str]): LAM order in a block; default ('large', 'medium', 'small').
             Table 9: ('small', 'medium', 'large'), a dropped entry, or three equal entries.
@@ -333,33 +397,31 @@ class ECMA(CheckedLoadMixin, nn.Module):
     def __init__(self, variant='T', in_ch=3, out_ch=None, width=None, enc_blocks=None, kernels=None, ffn_expand=2,
                  lam_combine='product', lam_sizes=LAM_SIZES, cascade=True, large_domain='frequency',
                  large_kernel_mode='auto', ref_size=256):
-        super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"Unknown ECMA variant '{variant}'; valid choices: {', '.join(VARIANTS)}.")
-        v_width, v_blocks = VARIANTS[variant]
-        width = width or v_width
-        enc_blocks = tuple(enc_blocks or v_blocks)
+        super().__init__(in_ch, out_ch)
+        base = resolve_preset(VARIANTS, variant, 'ECMA variant')
+        width = width or base['width']
+        enc_blocks = tuple(enc_blocks or base['enc_blocks'])
         kernels = tuple(kernels or STAGE_KERNELS[:len(enc_blocks)])
-        self.in_ch, self.out_ch = in_ch, out_ch or in_ch
+        self.upscale = 1
         self.intro = nn.Conv2d(in_ch, width, 3, padding=1)
         opts = block_options(ffn_expand, lam_combine, lam_sizes, cascade, large_domain, large_kernel_mode)
         self.body = ECMAUNet(width, enc_blocks, kernels, ref_size, opts)
-        self.ending = nn.Conv2d(width, self.out_ch, 3, padding=1)
+        self.ending = nn.Conv2d(width, self.out_channels, 3, padding=1)
 
     def config_summary(self):
-        return f'ECMA(in_ch={self.in_ch}, out_ch={self.out_ch}, {self.body.describe()})'
+        return f'ECMA(in_ch={self.in_channels}, out_ch={self.out_channels}, {self.body.describe()})'
 
     def forward(self, x):
-        check_channels(x, self.in_ch, 'ECMA')
+        self.check_input(x)
         inp, size = pad_to_multiple(x, self.body.multiple, mode='replicate')
         out = self.ending(self.body(self.intro(inp)))
-        if self.out_ch == self.in_ch:
+        if self.out_channels == self.in_channels:
             out = out + inp
         return crop_to(out, size)
 
 
 @ARCH_REGISTRY.register()
-class ECMASR(CheckedLoadMixin, nn.Module):
+class ECMASR(_ECMANetwork):
     """ECMA for super-resolution (Table 1 ECMA-SR, "10,1" blocks, width 64).
 
     Reading of "10,1": a two-level ECMA U-Net on the low-resolution features (10 blocks at
@@ -367,56 +429,62 @@ class ECMASR(CheckedLoadMixin, nn.Module):
     pixel-shuffle upsampler (one 3x3 conv to out_ch * s^2, PixelShuffle) so that almost all
     computation stays at low resolution, as the 50.5 G MACs require (a classical two-step
     pixel-shuffle upsampler alone would cost ~45 G at 1280x720). The bicubic-upsampled input is
-    added to the output so the network learns the residual. Kernels: 32 at the LR level (the
-    paper's largest) and 8 at the second level (the paper's deepest-stage kernel): with
-    (32, 24) the large kernels alone push the count to 1.472 M (+5.2%); (32, 8) gives 1.440 M.
+    added to the output so the network learns the residual.
+
+    Kernels follow Sec. 3.4's rule, k_i = 32 and then 8 less per level: (32, 24). With the FFN of
+    ECMA-T/S/B (expansion 2) on both levels that gives 1.470 M parameters (+5.0%), so the FFN
+    width, which the paper leaves open, is 2 at the 64-channel level and 1 at the 128-channel
+    level: 1.421 M (+1.5%) and 49.53 / 50.28 G MACs without / with the FFT (-0.4%). Alternatives
+    counted with (32, 24) (params, MACs with FFT): a 1x1 body-tail conv 1.437 M / 49.10 G, no
+    body-tail conv 1.433 M / 48.87 G, a 1x1 upsampler conv 1.445 M / 49.57 G, no FFN at the
+    128-channel level 1.370 M / 49.57 G.
 
     Args:
         upscale (int): 2, 3 or 4.
         in_ch (int): Image channels. out_ch defaults to in_ch.
         width (int): Feature width (64).
         enc_blocks (list[int]): Blocks per level (10, 1).
-        kernels (list[int]): Large kernel per level (32, 8).
+        kernels (list[int]): Large kernel per level; default (32, 24).
+        ffn_expand (int | list[int]): Feed-forward expansion, for all levels or per level; (2, 1).
         Other arguments as in :class:`ECMA`.
     """
 
     UPSCALES = (2, 3, 4)
 
-    def __init__(self, upscale=4, in_ch=3, out_ch=None, width=64, enc_blocks=(10, 1), kernels=(32, 8), ffn_expand=2,
+    def __init__(self, upscale=4, in_ch=3, out_ch=None, width=64, enc_blocks=(10, 1), kernels=None, ffn_expand=(2, 1),
                  lam_combine='product', lam_sizes=LAM_SIZES, cascade=True, large_domain='frequency',
                  large_kernel_mode='auto', ref_size=64):
-        super().__init__()
+        super().__init__(in_ch, out_ch)
         if upscale not in self.UPSCALES:
             raise ValueError(f'Unknown ECMASR upscale {upscale}; valid choices: {self.UPSCALES}.')
         enc_blocks = tuple(enc_blocks)
         kernels = tuple(kernels or STAGE_KERNELS[:len(enc_blocks)])
-        self.upscale, self.in_ch, self.out_ch = upscale, in_ch, out_ch or in_ch
+        self.upscale = upscale
         self.head = nn.Conv2d(in_ch, width, 3, padding=1)
         opts = block_options(ffn_expand, lam_combine, lam_sizes, cascade, large_domain, large_kernel_mode)
         self.body = ECMAUNet(width, enc_blocks, kernels, ref_size, opts)
         self.body_tail = nn.Conv2d(width, width, 3, padding=1)
         self.upsample = nn.Sequential(
-            nn.Conv2d(width, self.out_ch * upscale**2, 3, padding=1), nn.PixelShuffle(upscale))
+            nn.Conv2d(width, self.out_channels * upscale**2, 3, padding=1), nn.PixelShuffle(upscale))
 
     def config_summary(self):
-        return f'ECMASR(upscale={self.upscale}, in_ch={self.in_ch}, {self.body.describe()})'
+        return f'ECMASR(upscale={self.upscale}, in_ch={self.in_channels}, {self.body.describe()})'
 
     def checkpoint_hint(self, state_dict):
         weight = state_dict.get('upsample.0.weight')
         if weight is None:
             return None
-        scale = math.isqrt(weight.shape[0] // self.out_ch)
-        if scale * scale * self.out_ch == weight.shape[0] and scale != self.upscale:
+        scale = math.isqrt(weight.shape[0] // self.out_channels)
+        if scale * scale * self.out_channels == weight.shape[0] and scale != self.upscale:
             return f'this checkpoint was trained for upscale={scale}; set network_g:upscale: {scale}.'
         return None
 
     def forward(self, x):
-        check_channels(x, self.in_ch, 'ECMASR')
+        self.check_input(x)
         inp, size = pad_to_multiple(x, self.body.multiple, mode='replicate')
         feat = self.head(inp)
         feat = feat + self.body_tail(self.body(feat))
         out = crop_to(self.upsample(feat), size, self.upscale)
-        if self.out_ch == self.in_ch:
+        if self.out_channels == self.in_channels:
             out = out + F.interpolate(x, scale_factor=self.upscale, mode='bicubic', align_corners=False)
         return out
-

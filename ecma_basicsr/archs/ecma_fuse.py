@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .ecma_arch import CML, COMBINE_OPS, Fusion, GatedFFN
+from .ecma_arch import CML, COMBINE_OPS, Fusion, GatedFFN, cascade_context
 from .fft_conv import LargeKernelConv, auto_choice, fft_plane, kernel_spectrum, same_padding
 
 TILE_FLOATS = 2 ** 17  # pixels x channels per FFN tile: 512 KB, cache-resident
@@ -157,7 +157,7 @@ class FusedLAM(_Inference):
         super().__init__()
         self.combine = lam.combine
         self.register_buffer('w', lam.conv_w.weight.detach().clone())
-        self.register_buffer('w_bias', lam.conv_w.bias.detach().clone())
+        self.register_buffer('w_bias', lam.conv_w.bias.detach().clone() if lam.conv_w.bias is not None else None)
         self.conv_ctx = FusedGroupedConv(lam.conv_ctx)
         self.out_channels = lam.out_channels
         to_ctx = lam.to_context
@@ -195,7 +195,7 @@ class FusedCML(_Inference):
         start, prev = 0, None
         for i, lam in enumerate(self.lams):
             raw = parts[2 * i + 1]
-            context = torch.cat([prev, raw], dim=1) if self.cascade and prev is not None else raw
+            context = cascade_context(prev, raw) if self.cascade and prev is not None else raw
             prev = lam(parts[2 * i], context, q_all[:, start:start + lam.out_channels])
             start += lam.out_channels
         normed = F.group_norm(q_all, self.groups, self.norm_w, self.norm_b, self.eps)
