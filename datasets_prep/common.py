@@ -43,10 +43,6 @@ def note(msg):
     tqdm.write(f'[datasets_prep] {msg}', file=sys.stdout)
 
 
-def is_image(name):
-    return name.lower().endswith(IMAGE_EXTS)
-
-
 def list_images(folder, exts=IMAGE_EXTS):
     """Sorted file names (not paths) of the images directly inside ``folder``."""
     exts = tuple(e.lower() for e in exts)

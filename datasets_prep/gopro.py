@@ -1,8 +1,9 @@
 """GoPro (GOPRO_Large) deblurring data in NAFNet/HINet's layout.
 
-``python -m datasets_prep gopro --src <unpacked archive> --dst datasets/GoPro``
+Subcommand ``gopro`` (its usage line and defaults: ``datasets_prep.commands``).
 
-Two source layouts are detected automatically (DATASETS.md section 1):
+Two source layouts are detected automatically (the official tree as the GoPro authors' DeepDeblur
+release and SRN-Deblur's data lists show it; the flattened one from MPRNet/Restormer's download script):
 
 * official ``GOPRO_Large.zip``: ``[GOPRO_Large/]{train,test}/GOPRxxxx_xx_xx/{blur,blur_gamma,sharp}/NNNNNN.png``
   (whether the zip has the ``GOPRO_Large/`` top folder is not verified, so both are accepted);

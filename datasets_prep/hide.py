@@ -1,8 +1,8 @@
 """HIDE deblurring test set (2025 pairs), with names made safe for BasicSR.
 
-``python -m datasets_prep hide --src <unpacked HIDE_dataset.zip> --dst datasets/HIDE``
+Subcommand ``hide`` (its usage line and defaults: ``datasets_prep.commands``).
 
-Source (DATASETS.md section 2): ``[HIDE_dataset/]GT/`` (sharp) and ``test/test-close-ups/``,
+Source (as ``HIDE_dataset.zip`` unpacks): ``[HIDE_dataset/]GT/`` (sharp) and ``test/test-close-ups/``,
 ``test/test-long-shot/`` (blurry), same file names; or Restormer's repack ``test/HIDE/{input,target}``.
 A blurry ``X.MP4.png`` is matched with ``GT/X.MP4.png`` or ``GT/X.png`` (and the reverse), because
 which spelling the archive uses is not verified.

@@ -1,13 +1,13 @@
 """RealBlur-J and RealBlur-R, split by the official train/test list files.
 
-``python -m datasets_prep realblur_j --src <unpacked RealBlur.tar.gz> --dst datasets/RealBlur_J``
-(``realblur_r`` likewise, ``--dst datasets/RealBlur_R``).
+Subcommands ``realblur_j`` and ``realblur_r`` (usage lines and defaults: ``datasets_prep.commands``).
 
-Source (DATASETS.md section 3): ``RealBlur-J_ECC_IMCORR_centroid_itensity_ref/sceneNNN/{gt/gt_K.png,
-blur/blur_K.png}`` (``itensity`` is the archive's spelling; R: ``RealBlur-R_BM3D_ECC_IMCORR_...``) and
-the list files ``RealBlur_J_train_list.txt`` / ``RealBlur_J_test_list.txt``. Each list line is
-``<gt path> <blur path>`` relative to the dataset root (GT first; a trailing space; the last line
-has no newline). Whether the lists sit at the archive root is not verified, so we look in
+Source (as ``RealBlur.tar.gz`` unpacks; paths as in its list files):
+``RealBlur-J_ECC_IMCORR_centroid_itensity_ref/sceneNNN/{gt/gt_K.png, blur/blur_K.png}``
+(``itensity`` is the archive's spelling; R: ``RealBlur-R_BM3D_ECC_IMCORR_...``) and the list
+files ``RealBlur_J_train_list.txt`` / ``RealBlur_J_test_list.txt``. Each list line is ``<gt path>
+<blur path>`` relative to the dataset root (GT first; a trailing space; the last line has no
+newline). Whether the lists sit at the archive root is not verified, so we look in
 ``--lists``, the root and ``datalist/`` (where SRN-Deblur keeps copies).
 
 Output (names ``scene183_blur_7.png``, the form RealBlur's evaluation script parses)::

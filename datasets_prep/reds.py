@@ -1,10 +1,10 @@
 """REDS deblurring (NTIRE 2021 blur + JPEG): training LMDBs and REDS-val-300, as HINet/NAFNet use them.
 
-``python -m datasets_prep reds --src <folder with the unpacked zips> --dst datasets/REDS``
+Subcommand ``reds`` (its usage line and defaults: ``datasets_prep.commands``).
 
-Source (DATASETS.md section 4): ``train/train_blur_jpeg/000/00000000.jpg`` + ``train/train_sharp/000/00000000.png``
-and ``val/val_blur_jpeg/...`` + ``val/val_sharp/...`` (each zip's top split folder; the folders
-directly under ``--src`` are accepted too). Clip folders are 3 digits, frames 8 digits; a blurry
+Source: ``train/train_blur_jpeg/000/00000000.jpg`` + ``train/train_sharp/000/00000000.png`` and
+``val/val_blur_jpeg/...`` + ``val/val_sharp/...`` (each REDS zip holds its split folder; the
+folders directly under ``--src`` are accepted too). Clip folders are 3 digits, frames 8 digits; a blurry
 frame pairs with the sharp frame of the same clip and index (only the extension differs).
 
 Output (HINet/NAFNet's ``scripts/data_preparation/reds.py`` names)::

@@ -1,8 +1,8 @@
 """SIDD sRGB denoising: SIDD-Medium training crops and the validation ``.mat`` blocks, as NAFNet/HINet use them.
 
-``python -m datasets_prep sidd --src <folder> --dst datasets/SIDD``
+Subcommand ``sidd`` (its usage line and defaults: ``datasets_prep.commands``).
 
-Source (DATASETS.md section 5):
+Source (``SIDD_Medium_Srgb.zip`` and the validation ``.mat`` files from the SIDD site):
 
 * training: ``SIDD_Medium_Srgb/Data/<scene>/NNNN_{NOISY,GT}_SRGB_01{0,1}.PNG`` (the ``Data`` folder
   itself, ``--src/Data`` and Restormer's ``train/`` repack are accepted; ``.PNG`` or ``.png``);

@@ -1,6 +1,6 @@
 """Super-resolution data: DIV2K training LMDBs and the SR test sets (Set5, Set14, B100, Urban100, Manga109).
 
-DIV2K (``python -m datasets_prep div2k --src <root> --dst datasets/DIV2K``)
+DIV2K (subcommand ``div2k``)
     Source: ``DIV2K_train_HR/0001.png ...`` and/or ``DIV2K_valid_HR/0801.png ...`` under ``--src``
     (or ``--src/DIV2K``). Output, as BasicSR's ``extract_subimages.py`` + ``create_lmdb.py``::
 
@@ -14,8 +14,8 @@ DIV2K (``python -m datasets_prep div2k --src <root> --dst datasets/DIV2K``)
     that every LR sub-image is exactly its HR sub-image downscaled and all LMDBs share their keys;
     DIV2K's HR sizes are multiples of 12 already, so this changes nothing on the real data.
 
-SR test sets (``python -m datasets_prep set5 --src <Set5> --dst datasets/SR_benchmark/Set5``, or
-``srbench --src <benchmark> --dst datasets/SR_benchmark`` for every set found). Source: ``HR/`` (EDSR
+SR test sets (subcommands ``set5`` ... ``manga109``, or ``srbench`` for every set found under a
+benchmark root; usage lines and defaults: ``datasets_prep.commands``). Source: ``HR/`` (EDSR
 ``benchmark.tar`` layout) or the images directly in ``--src``. Output (EDSR layout, the one the
 option files use with ``filename_tmpl: '{}x4'``)::
 
