@@ -27,8 +27,6 @@ def build_parser():
             p.add_argument('--dst', required=command.dst is None, default=command.dst,
                            help=f'output folder{f" (default {command.dst})" if command.dst else ""}')
             p.add_argument('--workers', type=int, default=1, help='processes for reading/encoding (default 1)')
-        if command.lmdb:
-            p.add_argument('--map-size', type=int, default=None, help=argparse.SUPPRESS)
         for arg in command.args:
             p.add_argument(*arg.flags, **arg.kwargs)
     return parser

@@ -57,8 +57,6 @@ class DatasetCommand:
         also (str | None): Another subcommand that builds this dataset among others (``srbench``).
         aliases (tuple[str]): Other accepted names.
         common (bool): Whether ``--dst`` and ``--workers`` apply.
-        lmdb (bool): Whether it writes LMDBs through a ``map_size`` argument (adds the hidden
-            ``--map-size``, the initial LMDB map size, which tests set small to exercise map growth).
     """
 
     name: str
@@ -72,7 +70,6 @@ class DatasetCommand:
     also: str = None
     aliases: tuple = ()
     common: bool = True
-    lmdb: bool = False
 
     def usage(self, dst=None):
         """The command line that builds this dataset, e.g. ``python -m datasets_prep hide --src <...> --dst ...``."""
@@ -106,13 +103,14 @@ _TABLE = [
     DatasetCommand(
         'div2k', 'DIV2K: HR/LR sub-image LMDBs (train) and LR folders (valid)', 'datasets_prep.sr:prep_div2k',
         src='folder with DIV2K_train_HR/, DIV2K_valid_HR/', dst='datasets/DIV2K',
-        args=(*_crop(480, 240), _SCALES, _splits('train', 'valid')), sample=('sr', 'div2k'), lmdb=True),
+        args=(*_crop(480, 240), _SCALES, _splits('train', 'valid')), sample=('sr', 'div2k')),
     *[DatasetCommand(
         name.lower(), f'{name}: HR, GTmod<s> and LR_bicubic/X<s> folders', 'datasets_prep.sr:prep_srbench_set',
         src=f'{name}: HR/ or the images', dst=f'datasets/SR_benchmark/{name}', args=(_SCALES,),
         fixed={'name': name}, sample=('sr', name.lower()), also='srbench') for name in _SR_SETS],
     DatasetCommand(
-        'srbench', 'every SR test set found under a benchmark root (EDSR benchmark.tar)', 'datasets_prep.sr:prep_srbench',
+        'srbench', 'every SR test set found under a benchmark root (EDSR benchmark.tar)',
+        'datasets_prep.sr:prep_srbench',
         src='benchmark root with Set5/, Set14/, B100/, ...', dst='datasets/SR_benchmark',
         args=(_SCALES, Arg(('--sets',), dict(nargs='+', choices=list(_SR_SETS), default=None,
                                               help='only these sets (default: every set found)'))),),
@@ -123,17 +121,18 @@ _TABLE = [
               Arg(('--blur',), dict(choices=['blur', 'blur_gamma'], default='blur',
                                     help='official layout only: which blurry folder is the input '
                                          '(default blur, as the benchmark)'))),
-        sample=('deblur', 'gopro'), lmdb=True),
+        sample=('deblur', 'gopro')),
     DatasetCommand(
         'hide', 'HIDE test pairs (names with dots renamed)', 'datasets_prep.hide:prep_hide',
-        src='unpacked HIDE_dataset.zip', dst='datasets/HIDE', sample=('deblur', 'hide'), lmdb=True),
+        src='unpacked HIDE_dataset.zip', dst='datasets/HIDE', sample=('deblur', 'hide')),
     *[DatasetCommand(
-        f'realblur_{v.lower()}', f'RealBlur-{v} by the official train/test lists', 'datasets_prep.realblur:prep_realblur',
+        f'realblur_{v.lower()}', f'RealBlur-{v} by the official train/test lists',
+        'datasets_prep.realblur:prep_realblur',
         src='unpacked RealBlur.tar.gz with the list files', dst=f'datasets/RealBlur_{v}',
         args=(_splits('train', 'test'),
               Arg(('--lists',), dict(dest='lists_dir', default=None,
                                      help='folder holding RealBlur_*_{train,test}_list.txt'))),
-        fixed={'variant': v}, sample=('deblur', f'realblur_{v.lower()}'), aliases=(f'realblur-{v.lower()}',), lmdb=True)
+        fixed={'variant': v}, sample=('deblur', f'realblur_{v.lower()}'), aliases=(f'realblur-{v.lower()}',))
       for v in ('J', 'R')],
     DatasetCommand(
         'reds', 'REDS: train_blur_jpeg/train_sharp LMDBs and REDS-val-300', 'datasets_prep.reds:prep_reds',
@@ -143,16 +142,17 @@ _TABLE = [
                                           help='blurry training folder (default train_blur_jpeg)')),
               Arg(('--val-blur',), dict(default='val_blur_jpeg',
                                         help='blurry validation folder (default val_blur_jpeg)'))),
-        sample=('deblur', 'reds'), lmdb=True),
+        sample=('deblur', 'reds')),
     DatasetCommand(
         'sidd', 'SIDD: SIDD-Medium sRGB 512 crops and the validation .mat blocks', 'datasets_prep.sidd:prep_sidd',
         src='folder with SIDD_Medium_Srgb/ and Validation*BlocksSrgb.mat', dst='datasets/SIDD',
         args=(*_crop(512, 384), _splits('train', 'val'),
               Arg(('--val-dir',), dict(default=None,
                                        help='folder with Validation{Noisy,Gt}BlocksSrgb.mat (default --src)'))),
-        sample=('denoise', 'sidd'), lmdb=True),
+        sample=('denoise', 'sidd')),
     DatasetCommand(
-        'sample', 'offline sample set from scikit-image photographs, in a real layout', 'datasets_prep.sample:make_sample',
+        'sample', 'offline sample set from scikit-image photographs, in a real layout',
+        'datasets_prep.sample:make_sample',
         args=(Arg(('--task',), dict(required=True, choices=['sr', 'deblur', 'denoise'])),
               Arg(('--like',), dict(default=None, help='layout: div2k (sr default), set5 ... manga109, gopro (deblur '
                                                        'default), hide, realblur_j, realblur_r, reds, sidd (denoise)')),

@@ -87,7 +87,7 @@ def flat_pairs(input_dir, target_dir, dataset='GoPro'):
     return [(osp.splitext(n)[0], osp.join(input_dir, n), osp.join(target_dir, n)) for n in inputs]
 
 
-def prep_gopro(src, dst, splits=('train', 'test'), blur='blur', crop=512, step=256, workers=1, map_size=None):
+def prep_gopro(src, dst, splits=('train', 'test'), blur='blur', crop=512, step=256, workers=1):
     """Build GoPro's training crop LMDBs and test pairs (see the module docstring)."""
     if blur not in ('blur', 'blur_gamma'):
         raise PrepError(f"--blur must be 'blur' or 'blur_gamma', got '{blur}'.")
@@ -108,13 +108,12 @@ def prep_gopro(src, dst, splits=('train', 'test'), blur='blur', crop=512, step=2
         expected_count(f'GoPro {split} pairs', len(pairs), OFFICIAL_COUNTS[split])
         if split == 'train':
             lmdbs = {'lq': osp.join(dst, 'train', 'blur_crops.lmdb'), 'gt': osp.join(dst, 'train', 'sharp_crops.lmdb')}
-            prep_pairs(pairs, lmdbs=lmdbs, crop=(crop, step, 0), workers=workers, desc='GoPro train crops',
-                       map_size=map_size)
+            prep_pairs(pairs, lmdbs=lmdbs, crop=(crop, step, 0), workers=workers, desc='GoPro train crops')
             groups.append({'kind': 'lmdb', 'paths': ['train/blur_crops.lmdb', 'train/sharp_crops.lmdb'], 'count': None})
         else:
             lmdbs = {'lq': osp.join(dst, 'test', 'input.lmdb'), 'gt': osp.join(dst, 'test', 'target.lmdb')}
             folders = {'lq': osp.join(dst, 'test', 'input'), 'gt': osp.join(dst, 'test', 'target')}
-            prep_pairs(pairs, lmdbs=lmdbs, folders=folders, workers=workers, desc='GoPro test', map_size=map_size)
+            prep_pairs(pairs, lmdbs=lmdbs, folders=folders, workers=workers, desc='GoPro test')
             groups += [{'kind': 'lmdb', 'paths': ['test/input.lmdb', 'test/target.lmdb'], 'count': len(pairs)},
                        {'kind': 'folders', 'lq': 'test/input', 'gt': 'test/target', 'filename_tmpl': '{}',
                         'scale': 1, 'count': len(pairs)}]

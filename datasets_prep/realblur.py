@@ -73,7 +73,7 @@ def parse_list(list_path, root, variant):
     return pairs
 
 
-def prep_realblur(src, dst, variant, splits=('train', 'test'), lists_dir=None, workers=1, map_size=None):
+def prep_realblur(src, dst, variant, splits=('train', 'test'), lists_dir=None, workers=1):
     """Build RealBlur-J or -R (``variant`` 'J' or 'R'; see the module docstring)."""
     variant = variant.upper()
     if variant not in FOLDERS:
@@ -86,9 +86,10 @@ def prep_realblur(src, dst, variant, splits=('train', 'test'), lists_dir=None, w
         note(f'RealBlur-{variant} {split}: {len(pairs)} pairs from {list_path}.')
         expected_count(f'RealBlur-{variant} {split} pairs', len(pairs), OFFICIAL_COUNTS[split])
         lmdbs = {'lq': osp.join(dst, split, 'input.lmdb'), 'gt': osp.join(dst, split, 'target.lmdb')}
-        folders = {'lq': osp.join(dst, split, 'input'), 'gt': osp.join(dst, split, 'target')} if split == 'test' else None
-        prep_pairs(pairs, lmdbs=lmdbs, folders=folders, workers=workers, desc=f'RealBlur-{variant} {split}',
-                   map_size=map_size)
+        folders = None
+        if split == 'test':
+            folders = {'lq': osp.join(dst, split, 'input'), 'gt': osp.join(dst, split, 'target')}
+        prep_pairs(pairs, lmdbs=lmdbs, folders=folders, workers=workers, desc=f'RealBlur-{variant} {split}')
         groups.append({'kind': 'lmdb', 'paths': [f'{split}/input.lmdb', f'{split}/target.lmdb'], 'count': len(pairs)})
         if folders:
             groups.append({'kind': 'folders', 'lq': f'{split}/input', 'gt': f'{split}/target', 'filename_tmpl': '{}',

@@ -267,7 +267,8 @@ def header(title, data, run, paper=None, recipe=None):
 
 def train_header(title, rel, data, paper=None):
     n = RECIPE['num_processes']
-    run = [f'torchrun --standalone --nproc_per_node={n} -m ecma_basicsr.cli train -opt options/{rel} --launcher pytorch',
+    run = [f'torchrun --standalone --nproc_per_node={n} -m ecma_basicsr.cli train -opt options/{rel} '
+           '--launcher pytorch',
            f'(with N processes instead of {n}, set datasets:train:batch_size_per_gpu to '
            f"{RECIPE['global_batch_size']} / N to keep the recipe)"]
     return header(title, data, run, paper, recipe='Recipe')

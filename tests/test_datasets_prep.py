@@ -256,7 +256,8 @@ def test_gopro_official_and_flattened_layouts_give_the_same_data(tmp_path):
     np.testing.assert_array_equal(lq, blur[8:40, 32:64])  # 'blur', not 'blur_gamma', is the default input
     np.testing.assert_array_equal(gt, sharp[8:40, 32:64])
     # test pairs, both backends
-    for backend, lq_dir, gt_dir in (('lmdb', 'test/input.lmdb', 'test/target.lmdb'), ('disk', 'test/input', 'test/target')):
+    for backend, lq_dir, gt_dir in (('lmdb', 'test/input.lmdb', 'test/target.lmdb'),
+                                    ('disk', 'test/input', 'test/target')):
         pairs = basicsr_pairs(out / lq_dir, out / gt_dir, backend)
         assert sorted(pairs) == ['GOPR0384_11_00-000001', 'GOPR0384_11_00-000002']
         blur, _, sharp = truth[('test', 'GOPR0384_11_00-000002')]
@@ -274,10 +275,11 @@ def test_gopro_official_and_flattened_layouts_give_the_same_data(tmp_path):
 def test_gopro_workers_give_identical_lmdbs(tmp_path):
     make_gopro(tmp_path / 'src', np.random.default_rng(3), 'flat')
     for workers in (1, 2):
-        assert run_cli('gopro', '--src', tmp_path / 'src', '--dst', tmp_path / f'w{workers}', '--crop', 32, '--step', 16,
-                       '--workers', workers, '--splits', 'train') == 0
+        assert run_cli('gopro', '--src', tmp_path / 'src', '--dst', tmp_path / f'w{workers}', '--crop', 32,
+                       '--step', 16, '--workers', workers, '--splits', 'train') == 0
     for rel in ('train/blur_crops.lmdb', 'train/sharp_crops.lmdb'):
-        assert (tmp_path / 'w1' / rel / 'meta_info.txt').read_text() == (tmp_path / 'w2' / rel / 'meta_info.txt').read_text()
+        metas = [(tmp_path / w / rel / 'meta_info.txt').read_text() for w in ('w1', 'w2')]
+        assert metas[0] == metas[1]
         a, b = lmdb_images(str(tmp_path / 'w1' / rel)), lmdb_images(str(tmp_path / 'w2' / rel))
         assert all(np.array_equal(a[k], b[k]) for k in a)
 

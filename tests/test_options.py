@@ -32,7 +32,8 @@ def load(path):
 
 
 def generator():
-    spec = importlib.util.spec_from_file_location('make_ecma_options', osp.join(REPO, 'options', 'make_ecma_options.py'))
+    path = osp.join(REPO, 'options', 'make_ecma_options.py')
+    spec = importlib.util.spec_from_file_location('make_ecma_options', path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
