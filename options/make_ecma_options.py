@@ -1,9 +1,12 @@
 """Writes every ECMA option file: ``python options/make_ecma_options.py`` from the repository root.
 
+It imports ``ecma_basicsr`` and ``datasets_prep``, so run it where they import: after ``make
+install`` (which installs the checkout in development mode) or with ``PYTHONPATH=.``.
+
 The ECMA rows of the paper share one training recipe (paper Sec. 4: batch 64, 400K iterations,
 AdamW lr 1e-3, cosine annealing to 1e-7, 256x256 crops with flips/rotations; loss 1.0 x L1 +
 0.05 x FFT L1), so the files are generated from this one description instead of being edited by
-hand 50 times; a test checks that the committed files equal what this script writes. Edit here,
+hand one by one; a test checks that the committed files equal what this script writes. Edit here,
 rerun, commit both.
 
 Where the paper is silent we follow NAFNet (which ECMA cites for its training): AdamW betas
