@@ -5,6 +5,8 @@ plus ``sample`` (offline sample sets from scikit-image photographs, in the same 
 ``verify`` (re-open LMDBs and folder pairs and check them). See ``README.md`` ("Datasets").
 
 Modules:
+    commands: the table of subcommands (arguments, default outputs, functions) that the command
+        line, the option-file checks and the option-file generator all read.
     common: image reading/writing, sliding-window crops, parallel map, manifests, errors.
     lmdb_writer: the shared LMDB writer (temporary name, growing map size) and its verifier.
     bicubic: MATLAB-exact bicubic downscaling of uint8 images.

@@ -43,10 +43,6 @@ def note(msg):
     tqdm.write(f'[datasets_prep] {msg}', file=sys.stdout)
 
 
-def is_image(name):
-    return name.lower().endswith(IMAGE_EXTS)
-
-
 def list_images(folder, exts=IMAGE_EXTS):
     """Sorted file names (not paths) of the images directly inside ``folder``."""
     exts = tuple(e.lower() for e in exts)
@@ -217,7 +213,7 @@ def parallel_map(fn, items, workers=1, desc='', unit='img'):
         yield from tqdm(pool.imap(_call, jobs, chunksize=1), **bar)
 
 
-def run_jobs(items, fn, lmdb_paths, workers=1, desc='', compress_level=1, map_size=None):
+def run_jobs(items, fn, lmdb_paths, workers=1, desc='', compress_level=1):
     """Run ``fn`` over ``items`` and write what it returns into the LMDBs that are not complete yet.
 
     Args:
@@ -228,7 +224,6 @@ def run_jobs(items, fn, lmdb_paths, workers=1, desc='', compress_level=1, map_si
         workers (int): Processes for reading/encoding.
         desc (str): Progress bar label.
         compress_level (int): PNG level recorded in ``meta_info.txt`` (the bytes come from ``fn``).
-        map_size (int | None): Initial LMDB map size (it grows as needed).
 
     Returns:
         dict: ``label -> number of entries`` for the LMDBs written in this call.
@@ -236,12 +231,11 @@ def run_jobs(items, fn, lmdb_paths, workers=1, desc='', compress_level=1, map_si
     Raises:
         PrepError: any worker failed; every failing image is listed and no LMDB is finalised.
     """
-    from .lmdb_writer import DEFAULT_MAP_SIZE, LmdbWriter
+    from .lmdb_writer import LmdbWriter
     writers = {}
     try:
         for label, path in lmdb_paths.items():
-            writers[label] = LmdbWriter(path, compress_level=compress_level,
-                                        map_size=map_size or DEFAULT_MAP_SIZE)
+            writers[label] = LmdbWriter(path, compress_level=compress_level)
         errors = []
         for result in parallel_map(fn, items, workers, desc):
             if isinstance(result, JobError):
@@ -375,7 +369,7 @@ def pair_worker(item):
     return out
 
 
-def prep_pairs(pairs, lmdbs=None, folders=None, crop=None, workers=1, desc='', map_size=None):
+def prep_pairs(pairs, lmdbs=None, folders=None, crop=None, workers=1, desc=''):
     """Write paired images into LMDBs and/or folders, skipping what is already finished.
 
     Args:
@@ -386,7 +380,6 @@ def prep_pairs(pairs, lmdbs=None, folders=None, crop=None, workers=1, desc='', m
             (keys ``<key>_s001`` ...); folders always get whole images.
         workers (int): Processes.
         desc (str): Progress label.
-        map_size (int | None): Initial LMDB map size.
 
     Returns:
         dict: Entries written per LMDB label in this call (empty when all was finished).
@@ -425,4 +418,4 @@ def prep_pairs(pairs, lmdbs=None, folders=None, crop=None, workers=1, desc='', m
                   for k, a, b in pairs if k not in done]
         order = {k: i for i, k in enumerate(keys)}
         items.sort(key=lambda it: order[it['key']])
-    return run_jobs(items, pair_worker, lmdbs, workers, desc, map_size=map_size)
+    return run_jobs(items, pair_worker, lmdbs, workers, desc)

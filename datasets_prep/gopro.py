@@ -1,8 +1,9 @@
 """GoPro (GOPRO_Large) deblurring data in NAFNet/HINet's layout.
 
-``python -m datasets_prep gopro --src <unpacked archive> --dst datasets/GoPro``
+Subcommand ``gopro`` (its usage line and defaults: ``datasets_prep.commands``).
 
-Two source layouts are detected automatically (DATASETS.md section 1):
+Two source layouts are detected automatically (the official tree as the GoPro authors' DeepDeblur
+release and SRN-Deblur's data lists show it; the flattened one from MPRNet/Restormer's download script):
 
 * official ``GOPRO_Large.zip``: ``[GOPRO_Large/]{train,test}/GOPRxxxx_xx_xx/{blur,blur_gamma,sharp}/NNNNNN.png``
   (whether the zip has the ``GOPRO_Large/`` top folder is not verified, so both are accepted);
@@ -86,7 +87,7 @@ def flat_pairs(input_dir, target_dir, dataset='GoPro'):
     return [(osp.splitext(n)[0], osp.join(input_dir, n), osp.join(target_dir, n)) for n in inputs]
 
 
-def prep_gopro(src, dst, splits=('train', 'test'), blur='blur', crop=512, step=256, workers=1, map_size=None):
+def prep_gopro(src, dst, splits=('train', 'test'), blur='blur', crop=512, step=256, workers=1):
     """Build GoPro's training crop LMDBs and test pairs (see the module docstring)."""
     if blur not in ('blur', 'blur_gamma'):
         raise PrepError(f"--blur must be 'blur' or 'blur_gamma', got '{blur}'.")
@@ -107,13 +108,12 @@ def prep_gopro(src, dst, splits=('train', 'test'), blur='blur', crop=512, step=2
         expected_count(f'GoPro {split} pairs', len(pairs), OFFICIAL_COUNTS[split])
         if split == 'train':
             lmdbs = {'lq': osp.join(dst, 'train', 'blur_crops.lmdb'), 'gt': osp.join(dst, 'train', 'sharp_crops.lmdb')}
-            prep_pairs(pairs, lmdbs=lmdbs, crop=(crop, step, 0), workers=workers, desc='GoPro train crops',
-                       map_size=map_size)
+            prep_pairs(pairs, lmdbs=lmdbs, crop=(crop, step, 0), workers=workers, desc='GoPro train crops')
             groups.append({'kind': 'lmdb', 'paths': ['train/blur_crops.lmdb', 'train/sharp_crops.lmdb'], 'count': None})
         else:
             lmdbs = {'lq': osp.join(dst, 'test', 'input.lmdb'), 'gt': osp.join(dst, 'test', 'target.lmdb')}
             folders = {'lq': osp.join(dst, 'test', 'input'), 'gt': osp.join(dst, 'test', 'target')}
-            prep_pairs(pairs, lmdbs=lmdbs, folders=folders, workers=workers, desc='GoPro test', map_size=map_size)
+            prep_pairs(pairs, lmdbs=lmdbs, folders=folders, workers=workers, desc='GoPro test')
             groups += [{'kind': 'lmdb', 'paths': ['test/input.lmdb', 'test/target.lmdb'], 'count': len(pairs)},
                        {'kind': 'folders', 'lq': 'test/input', 'gt': 'test/target', 'filename_tmpl': '{}',
                         'scale': 1, 'count': len(pairs)}]

@@ -1,8 +1,8 @@
 """HIDE deblurring test set (2025 pairs), with names made safe for BasicSR.
 
-``python -m datasets_prep hide --src <unpacked HIDE_dataset.zip> --dst datasets/HIDE``
+Subcommand ``hide`` (its usage line and defaults: ``datasets_prep.commands``).
 
-Source (DATASETS.md section 2): ``[HIDE_dataset/]GT/`` (sharp) and ``test/test-close-ups/``,
+Source (as ``HIDE_dataset.zip`` unpacks): ``[HIDE_dataset/]GT/`` (sharp) and ``test/test-close-ups/``,
 ``test/test-long-shot/`` (blurry), same file names; or Restormer's repack ``test/HIDE/{input,target}``.
 A blurry ``X.MP4.png`` is matched with ``GT/X.MP4.png`` or ``GT/X.png`` (and the reverse), because
 which spelling the archive uses is not verified.
@@ -74,7 +74,7 @@ def official_pairs(root):
     return pairs
 
 
-def prep_hide(src, dst, workers=1, map_size=None):
+def prep_hide(src, dst, workers=1):
     """Build the HIDE test pairs (see the module docstring)."""
     layout, root = _root(src)
     if layout == 'official':
@@ -89,8 +89,7 @@ def prep_hide(src, dst, workers=1, map_size=None):
     expected_count('HIDE test pairs', len(pairs), OFFICIAL_TEST)
     lmdbs = {'lq': osp.join(dst, 'test', 'input.lmdb'), 'gt': osp.join(dst, 'test', 'target.lmdb')}
     folders = {'lq': osp.join(dst, 'test', 'input'), 'gt': osp.join(dst, 'test', 'target')}
-    prep_pairs([p[:3] for p in pairs], lmdbs=lmdbs, folders=folders, workers=workers, desc='HIDE test',
-               map_size=map_size)
+    prep_pairs([p[:3] for p in pairs], lmdbs=lmdbs, folders=folders, workers=workers, desc='HIDE test')
     rows = ['name\tblurry_source\tsharp_source\n'] + [
         f'{key}.png\t{rel}\t{osp.relpath(gt, root)}\n' for key, _, gt, rel in pairs]
     _atomic_write_bytes(osp.join(dst, 'test', 'names.tsv'), ''.join(rows).encode())

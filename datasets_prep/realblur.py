@@ -1,13 +1,13 @@
 """RealBlur-J and RealBlur-R, split by the official train/test list files.
 
-``python -m datasets_prep realblur_j --src <unpacked RealBlur.tar.gz> --dst datasets/RealBlur_J``
-(``realblur_r`` likewise, ``--dst datasets/RealBlur_R``).
+Subcommands ``realblur_j`` and ``realblur_r`` (usage lines and defaults: ``datasets_prep.commands``).
 
-Source (DATASETS.md section 3): ``RealBlur-J_ECC_IMCORR_centroid_itensity_ref/sceneNNN/{gt/gt_K.png,
-blur/blur_K.png}`` (``itensity`` is the archive's spelling; R: ``RealBlur-R_BM3D_ECC_IMCORR_...``) and
-the list files ``RealBlur_J_train_list.txt`` / ``RealBlur_J_test_list.txt``. Each list line is
-``<gt path> <blur path>`` relative to the dataset root (GT first; a trailing space; the last line
-has no newline). Whether the lists sit at the archive root is not verified, so we look in
+Source (as ``RealBlur.tar.gz`` unpacks; paths as in its list files):
+``RealBlur-J_ECC_IMCORR_centroid_itensity_ref/sceneNNN/{gt/gt_K.png, blur/blur_K.png}``
+(``itensity`` is the archive's spelling; R: ``RealBlur-R_BM3D_ECC_IMCORR_...``) and the list
+files ``RealBlur_J_train_list.txt`` / ``RealBlur_J_test_list.txt``. Each list line is ``<gt path>
+<blur path>`` relative to the dataset root (GT first; a trailing space; the last line has no
+newline). Whether the lists sit at the archive root is not verified, so we look in
 ``--lists``, the root and ``datalist/`` (where SRN-Deblur keeps copies).
 
 Output (names ``scene183_blur_7.png``, the form RealBlur's evaluation script parses)::
@@ -73,7 +73,7 @@ def parse_list(list_path, root, variant):
     return pairs
 
 
-def prep_realblur(src, dst, variant, splits=('train', 'test'), lists_dir=None, workers=1, map_size=None):
+def prep_realblur(src, dst, variant, splits=('train', 'test'), lists_dir=None, workers=1):
     """Build RealBlur-J or -R (``variant`` 'J' or 'R'; see the module docstring)."""
     variant = variant.upper()
     if variant not in FOLDERS:
@@ -86,9 +86,10 @@ def prep_realblur(src, dst, variant, splits=('train', 'test'), lists_dir=None, w
         note(f'RealBlur-{variant} {split}: {len(pairs)} pairs from {list_path}.')
         expected_count(f'RealBlur-{variant} {split} pairs', len(pairs), OFFICIAL_COUNTS[split])
         lmdbs = {'lq': osp.join(dst, split, 'input.lmdb'), 'gt': osp.join(dst, split, 'target.lmdb')}
-        folders = {'lq': osp.join(dst, split, 'input'), 'gt': osp.join(dst, split, 'target')} if split == 'test' else None
-        prep_pairs(pairs, lmdbs=lmdbs, folders=folders, workers=workers, desc=f'RealBlur-{variant} {split}',
-                   map_size=map_size)
+        folders = None
+        if split == 'test':
+            folders = {'lq': osp.join(dst, split, 'input'), 'gt': osp.join(dst, split, 'target')}
+        prep_pairs(pairs, lmdbs=lmdbs, folders=folders, workers=workers, desc=f'RealBlur-{variant} {split}')
         groups.append({'kind': 'lmdb', 'paths': [f'{split}/input.lmdb', f'{split}/target.lmdb'], 'count': len(pairs)})
         if folders:
             groups.append({'kind': 'folders', 'lq': f'{split}/input', 'gt': f'{split}/target', 'filename_tmpl': '{}',

@@ -1,10 +1,10 @@
 """REDS deblurring (NTIRE 2021 blur + JPEG): training LMDBs and REDS-val-300, as HINet/NAFNet use them.
 
-``python -m datasets_prep reds --src <folder with the unpacked zips> --dst datasets/REDS``
+Subcommand ``reds`` (its usage line and defaults: ``datasets_prep.commands``).
 
-Source (DATASETS.md section 4): ``train/train_blur_jpeg/000/00000000.jpg`` + ``train/train_sharp/000/00000000.png``
-and ``val/val_blur_jpeg/...`` + ``val/val_sharp/...`` (each zip's top split folder; the folders
-directly under ``--src`` are accepted too). Clip folders are 3 digits, frames 8 digits; a blurry
+Source: ``train/train_blur_jpeg/000/00000000.jpg`` + ``train/train_sharp/000/00000000.png`` and
+``val/val_blur_jpeg/...`` + ``val/val_sharp/...`` (each REDS zip holds its split folder; the
+folders directly under ``--src`` are accepted too). Clip folders are 3 digits, frames 8 digits; a blurry
 frame pairs with the sharp frame of the same clip and index (only the extension differs).
 
 Output (HINet/NAFNet's ``scripts/data_preparation/reds.py`` names)::
@@ -36,8 +36,8 @@ def find_folder(src, split, name):
             return base
     raise PrepError(f"REDS: expected clip folders 000/, 001/, ... with frames 00000000.png ... in "
                     f"'{tried[0]}' (as {name}.zip unpacks; '{tried[1]}' is accepted too), but {describe_dir(tried[0])}"
-                    f"{'' if tried[0] == tried[1] else '; ' + describe_dir(tried[1])}; {describe_dir(src)}. Use --splits "
-                    'to prepare only the splits you have.')
+                    f"{'' if tried[0] == tried[1] else '; ' + describe_dir(tried[1])}; {describe_dir(src)}. "
+                    'Use --splits to prepare only the splits you have.')
 
 
 def clip_pairs(blur_dir, sharp_dir, frame_filter=None):
@@ -71,8 +71,7 @@ def is_val300_frame(stem):
     return stem.endswith('9')
 
 
-def prep_reds(src, dst, splits=('train', 'val'), train_blur='train_blur_jpeg', val_blur='val_blur_jpeg', workers=1,
-              map_size=None):
+def prep_reds(src, dst, splits=('train', 'val'), train_blur='train_blur_jpeg', val_blur='val_blur_jpeg', workers=1):
     """Build REDS training LMDBs and REDS-val-300 (see the module docstring)."""
     groups = []
     if 'train' in splits:
@@ -82,7 +81,7 @@ def prep_reds(src, dst, splits=('train', 'val'), train_blur='train_blur_jpeg', v
         note(f'REDS train: {len(pairs)} pairs ({train_blur} + train_sharp).')
         expected_count('REDS train pairs', len(pairs), OFFICIAL_COUNTS['train'])
         lmdbs = {'lq': osp.join(dst, 'train', f'{train_blur}.lmdb'), 'gt': osp.join(dst, 'train', 'train_sharp.lmdb')}
-        prep_pairs(pairs, lmdbs=lmdbs, workers=workers, desc='REDS train', map_size=map_size)
+        prep_pairs(pairs, lmdbs=lmdbs, workers=workers, desc='REDS train')
         groups.append({'kind': 'lmdb', 'paths': [f'train/{train_blur}.lmdb', 'train/train_sharp.lmdb'],
                        'count': len(pairs)})
     if 'val' in splits:
@@ -93,7 +92,7 @@ def prep_reds(src, dst, splits=('train', 'val'), train_blur='train_blur_jpeg', v
         expected_count('REDS-val-300 pairs', len(pairs), OFFICIAL_COUNTS['val'])
         lmdbs = {'lq': osp.join(dst, 'val', 'blur_300.lmdb'), 'gt': osp.join(dst, 'val', 'sharp_300.lmdb')}
         folders = {'lq': osp.join(dst, 'val', 'blur_300'), 'gt': osp.join(dst, 'val', 'sharp_300')}
-        prep_pairs(pairs, lmdbs=lmdbs, folders=folders, workers=workers, desc='REDS val-300', map_size=map_size)
+        prep_pairs(pairs, lmdbs=lmdbs, folders=folders, workers=workers, desc='REDS val-300')
         groups += [{'kind': 'lmdb', 'paths': ['val/blur_300.lmdb', 'val/sharp_300.lmdb'], 'count': len(pairs)},
                    {'kind': 'folders', 'lq': 'val/blur_300', 'gt': 'val/sharp_300', 'filename_tmpl': '{}', 'scale': 1,
                     'count': len(pairs)}]

@@ -28,16 +28,16 @@ import tempfile
 import cv2
 import numpy as np
 
+from .commands import COMMANDS
 from .common import PrepError, crop_positions, note, write_png_atomic
 
 TRAIN_PHOTOS = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina', 'motorcycle_left',
                 'motorcycle_right')
 TEST_PHOTOS = ('chelsea', 'coffee')
-SR_LIKE = ('div2k', 'set5', 'set14', 'b100', 'urban100', 'manga109')
-DEBLUR_LIKE = ('gopro', 'hide', 'realblur_j', 'realblur_r', 'reds')
-DENOISE_LIKE = ('sidd',)
 DEFAULT_LIKE = {'sr': 'div2k', 'deblur': 'gopro', 'denoise': 'sidd'}
-TASK_OF = {**{k: 'sr' for k in SR_LIKE}, **{k: 'deblur' for k in DEBLUR_LIKE}, **{k: 'denoise' for k in DENOISE_LIKE}}
+# layout -> task, for every dataset command that has a sample (``sample=(task, like)`` in its entry)
+TASK_OF = {c.sample[1]: c.sample[0] for c in COMMANDS.values() if c.sample}
+SR_LIKE = tuple(like for like, task in TASK_OF.items() if task == 'sr')
 
 
 def load_photo(name, max_side=512):

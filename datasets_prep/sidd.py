@@ -1,8 +1,8 @@
 """SIDD sRGB denoising: SIDD-Medium training crops and the validation ``.mat`` blocks, as NAFNet/HINet use them.
 
-``python -m datasets_prep sidd --src <folder> --dst datasets/SIDD``
+Subcommand ``sidd`` (its usage line and defaults: ``datasets_prep.commands``).
 
-Source (DATASETS.md section 5):
+Source (``SIDD_Medium_Srgb.zip`` and the validation ``.mat`` files from the SIDD site):
 
 * training: ``SIDD_Medium_Srgb/Data/<scene>/NNNN_{NOISY,GT}_SRGB_01{0,1}.PNG`` (the ``Data`` folder
   itself, ``--src/Data`` and Restormer's ``train/`` repack are accepted; ``.PNG`` or ``.png``);
@@ -19,7 +19,7 @@ import os.path as osp
 import re
 
 from .common import PrepError, describe_dir, expected_count, note, prep_pairs, update_manifest
-from .lmdb_writer import DEFAULT_MAP_SIZE, LmdbWriter, is_complete
+from .lmdb_writer import LmdbWriter, is_complete
 
 OFFICIAL_TRAIN = 320
 _NOISY = re.compile(r'^(?P<id>\d{4})_NOISY_SRGB_(?P<idx>\d{3})(?P<ext>\.png)$', re.IGNORECASE)
@@ -67,7 +67,8 @@ def train_pairs(data_dir):
             pairs.append((f"{m.group('id')}_SRGB_{m.group('idx')}", osp.join(scene_dir, name),
                           osp.join(scene_dir, gt_name)))
     if missing:
-        raise PrepError(f'SIDD: {len(missing)} noisy image(s) have no ground truth, e.g. ' + ', '.join(missing[:5]) + '.')
+        raise PrepError(f'SIDD: {len(missing)} noisy image(s) have no ground truth, e.g. '
+                        + ', '.join(missing[:5]) + '.')
     return pairs
 
 
@@ -92,7 +93,7 @@ def load_blocks(path, key):
     return arr
 
 
-def prep_sidd(src, dst, splits=('train', 'val'), val_dir=None, crop=512, step=384, workers=1, map_size=None):
+def prep_sidd(src, dst, splits=('train', 'val'), val_dir=None, crop=512, step=384, workers=1):
     """Build SIDD's training crops and validation LMDBs (see the module docstring)."""
     groups = []
     if 'train' in splits:
@@ -101,8 +102,7 @@ def prep_sidd(src, dst, splits=('train', 'val'), val_dir=None, crop=512, step=38
         note(f'SIDD train: {len(pairs)} pairs in {data_dir}.')
         expected_count('SIDD-Medium sRGB pairs', len(pairs), OFFICIAL_TRAIN)
         lmdbs = {'lq': osp.join(dst, 'train', 'input_crops.lmdb'), 'gt': osp.join(dst, 'train', 'gt_crops.lmdb')}
-        prep_pairs(pairs, lmdbs=lmdbs, crop=(crop, step, 0), workers=workers, desc='SIDD train crops',
-                   map_size=map_size)
+        prep_pairs(pairs, lmdbs=lmdbs, crop=(crop, step, 0), workers=workers, desc='SIDD train crops')
         groups.append({'kind': 'lmdb', 'paths': ['train/input_crops.lmdb', 'train/gt_crops.lmdb'], 'count': None})
     if 'val' in splits:
         places = ([val_dir] if val_dir else []) + [src]
@@ -119,7 +119,7 @@ def prep_sidd(src, dst, splits=('train', 'val'), val_dir=None, crop=512, step=38
             arr = load_blocks(paths[label], VAL_FILES[label][1])
             shapes[label] = arr.shape
             if label in todo:
-                _write_blocks(arr, todo[label], map_size)
+                _write_blocks(arr, todo[label])
         if shapes.get('lq') != shapes.get('gt'):
             raise PrepError(f"SIDD: the noisy blocks {shapes['lq']} and the GT blocks {shapes['gt']} differ in shape.")
         n = shapes['lq'][0] * shapes['lq'][1]
@@ -129,9 +129,9 @@ def prep_sidd(src, dst, splits=('train', 'val'), val_dir=None, crop=512, step=38
     update_manifest(dst, 'SIDD', groups)
 
 
-def _write_blocks(arr, path, map_size):
+def _write_blocks(arr, path):
     """Blocks (N, B, H, W, 3) RGB -> LMDB of BGR PNGs, key ``ValidationBlocksSrgb_{n*B+b}``."""
-    writer = LmdbWriter(path, map_size=map_size or DEFAULT_MAP_SIZE)
+    writer = LmdbWriter(path)
     try:
         n_img, n_blk = arr.shape[:2]
         for n in range(n_img):

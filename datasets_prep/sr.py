@@ -1,6 +1,6 @@
 """Super-resolution data: DIV2K training LMDBs and the SR test sets (Set5, Set14, B100, Urban100, Manga109).
 
-DIV2K (``python -m datasets_prep div2k --src <root> --dst datasets/DIV2K``)
+DIV2K (subcommand ``div2k``)
     Source: ``DIV2K_train_HR/0001.png ...`` and/or ``DIV2K_valid_HR/0801.png ...`` under ``--src``
     (or ``--src/DIV2K``). Output, as BasicSR's ``extract_subimages.py`` + ``create_lmdb.py``::
 
@@ -14,8 +14,8 @@ DIV2K (``python -m datasets_prep div2k --src <root> --dst datasets/DIV2K``)
     that every LR sub-image is exactly its HR sub-image downscaled and all LMDBs share their keys;
     DIV2K's HR sizes are multiples of 12 already, so this changes nothing on the real data.
 
-SR test sets (``python -m datasets_prep set5 --src <Set5> --dst datasets/SR_benchmark/Set5``, or
-``srbench --src <benchmark> --dst datasets/SR_benchmark`` for every set found). Source: ``HR/`` (EDSR
+SR test sets (subcommands ``set5`` ... ``manga109``, or ``srbench`` for every set found under a
+benchmark root; usage lines and defaults: ``datasets_prep.commands``). Source: ``HR/`` (EDSR
 ``benchmark.tar`` layout) or the images directly in ``--src``. Output (EDSR layout, the one the
 option files use with ``filename_tmpl: '{}x4'``)::
 
@@ -107,8 +107,7 @@ def check_crop(crop, step, scales):
         raise PrepError(f'--crop {crop} and --step {step} must be divisible by every scale; not by {bad}.')
 
 
-def prep_div2k(src, dst, scales=(2, 3, 4), crop=480, step=240, thresh=0, splits=('train', 'valid'), workers=1,
-               map_size=None):
+def prep_div2k(src, dst, scales=(2, 3, 4), crop=480, step=240, thresh=0, splits=('train', 'valid'), workers=1):
     """Build the DIV2K training LMDBs and validation folders (see the module docstring).
 
     Args:
@@ -118,7 +117,6 @@ def prep_div2k(src, dst, scales=(2, 3, 4), crop=480, step=240, thresh=0, splits=
         crop, step, thresh (int): HR sub-image size, stride and BasicSR's thresh_size.
         splits (tuple[str]): 'train' and/or 'valid'; each must be present in ``src``.
         workers (int): Processes.
-        map_size (int | None): Initial LMDB map size (grows as needed).
     """
     scales = sorted(set(int(s) for s in scales))
     check_crop(crop, step, scales)
@@ -128,7 +126,8 @@ def prep_div2k(src, dst, scales=(2, 3, 4), crop=480, step=240, thresh=0, splits=
     groups = []
     train_hr = osp.join(root, 'DIV2K_train_HR')
     valid_hr = osp.join(root, 'DIV2K_valid_HR')
-    for split, folder, zipname in (('train', train_hr, 'DIV2K_train_HR.zip'), ('valid', valid_hr, 'DIV2K_valid_HR.zip')):
+    for split, folder, zipname in (('train', train_hr, 'DIV2K_train_HR.zip'),
+                                   ('valid', valid_hr, 'DIV2K_valid_HR.zip')):
         if split in splits and not osp.isdir(folder):
             raise PrepError(f"DIV2K: --splits includes '{split}' but '{folder}/' does not exist (unpack {zipname} "
                             f"there, or leave '{split}' out of --splits); {describe_dir(root)}.")
@@ -148,7 +147,7 @@ def prep_div2k(src, dst, scales=(2, 3, 4), crop=480, step=240, thresh=0, splits=
                 items.append({'hr': osp.join(train_hr, name), 'stem': stem, 'lr': lr, 'mod': mod,
                               'crop': (crop, step, thresh), 'labels': frozenset(todo)})
         if items:
-            counts = run_jobs(items, _div2k_train_worker, todo, workers, 'DIV2K train', map_size=map_size)
+            counts = run_jobs(items, _div2k_train_worker, todo, workers, 'DIV2K train')
             note(f'DIV2K train: wrote {counts} sub-images into {sorted(todo.values())}.')
         else:
             note('DIV2K train: already complete, skipped.')

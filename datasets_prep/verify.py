@@ -1,6 +1,6 @@
 """The ``verify`` subcommand: re-open prepared data and check it the way BasicSR will read it.
 
-``python -m datasets_prep verify PATH [PATH ...] [--count N]``
+``python -m datasets_prep verify PATH [PATH ...] [--count N] [--no-decode]``
 
 * ``X.lmdb`` paths: each LMDB is checked (every ``meta_info.txt`` key is in ``data.mdb`` and decodes
   to the recorded shape, nothing unlisted, no duplicates); when several are given they are one
@@ -103,3 +103,14 @@ def verify_paths(paths, count=None, decode=True):
         if len(checked) == before:
             problems.append(f"'{root}': nothing to verify (no {MANIFEST} and no .lmdb folders).")
     return checked, problems
+
+
+def run_verify(paths, count=None, no_decode=False):
+    """The ``verify`` subcommand: print what was checked and every problem; returns the exit status."""
+    checked, problems = verify_paths(paths, count, not no_decode)
+    for item in checked:
+        print(f'checked: {item}')
+    for problem in problems:
+        print(f'PROBLEM: {problem}')
+    print(f'verify: {"FAILED, " + str(len(problems)) + " problem(s)" if problems else "OK"}')
+    return 1 if problems else 0

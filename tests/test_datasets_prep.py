@@ -22,6 +22,7 @@ import pytest
 from conftest import REPO, shared_path
 from datasets_prep.__main__ import build_parser, main
 from datasets_prep.bicubic import bicubic_downscale, mod_crop
+from datasets_prep.commands import COMMANDS, command_for_path
 from datasets_prep.common import PrepError, crop_positions
 from datasets_prep.lmdb_writer import LmdbWriter, verify_lmdb_group
 
@@ -115,7 +116,7 @@ def test_sr_lr_images_match_the_published_ones(tmp_path, name, subset):
     """Our LR images against the standard LR images shipped in ../shared/data."""
     src = shared_path('data', name)
     if subset:
-        # B100 has 100 images; a fixed subset keeps this test fast (the closing note has all 100).
+        # B100 has 100 images; a fixed subset of 12 keeps this test fast.
         stems = sorted(osp.splitext(n)[0] for n in os.listdir(osp.join(src, 'HR')))[:subset]
         link = tmp_path / 'src'
         for s in (2, 3, 4):
@@ -255,7 +256,8 @@ def test_gopro_official_and_flattened_layouts_give_the_same_data(tmp_path):
     np.testing.assert_array_equal(lq, blur[8:40, 32:64])  # 'blur', not 'blur_gamma', is the default input
     np.testing.assert_array_equal(gt, sharp[8:40, 32:64])
     # test pairs, both backends
-    for backend, lq_dir, gt_dir in (('lmdb', 'test/input.lmdb', 'test/target.lmdb'), ('disk', 'test/input', 'test/target')):
+    for backend, lq_dir, gt_dir in (('lmdb', 'test/input.lmdb', 'test/target.lmdb'),
+                                    ('disk', 'test/input', 'test/target')):
         pairs = basicsr_pairs(out / lq_dir, out / gt_dir, backend)
         assert sorted(pairs) == ['GOPR0384_11_00-000001', 'GOPR0384_11_00-000002']
         blur, _, sharp = truth[('test', 'GOPR0384_11_00-000002')]
@@ -273,10 +275,11 @@ def test_gopro_official_and_flattened_layouts_give_the_same_data(tmp_path):
 def test_gopro_workers_give_identical_lmdbs(tmp_path):
     make_gopro(tmp_path / 'src', np.random.default_rng(3), 'flat')
     for workers in (1, 2):
-        assert run_cli('gopro', '--src', tmp_path / 'src', '--dst', tmp_path / f'w{workers}', '--crop', 32, '--step', 16,
-                       '--workers', workers, '--splits', 'train') == 0
+        assert run_cli('gopro', '--src', tmp_path / 'src', '--dst', tmp_path / f'w{workers}', '--crop', 32,
+                       '--step', 16, '--workers', workers, '--splits', 'train') == 0
     for rel in ('train/blur_crops.lmdb', 'train/sharp_crops.lmdb'):
-        assert (tmp_path / 'w1' / rel / 'meta_info.txt').read_text() == (tmp_path / 'w2' / rel / 'meta_info.txt').read_text()
+        metas = [(tmp_path / w / rel / 'meta_info.txt').read_text() for w in ('w1', 'w2')]
+        assert metas[0] == metas[1]
         a, b = lmdb_images(str(tmp_path / 'w1' / rel)), lmdb_images(str(tmp_path / 'w2' / rel))
         assert all(np.array_equal(a[k], b[k]) for k in a)
 
@@ -585,17 +588,63 @@ def test_sample_denoise_and_deblur_layouts_and_degradations(tmp_path):
 
 
 # ------------------------------------------------------------------------ CLI and option hints
-def test_prep_commands_in_option_checks_match_the_cli():
-    from ecma_basicsr.engine.options_check import PREP_COMMANDS
+def _subparsers():
     parser = build_parser()
-    subparsers = next(a for a in parser._actions if a.dest == 'cmd').choices
-    for fragment, command in PREP_COMMANDS.items():
-        for part in command.split('python -m datasets_prep ')[1:]:
-            words = part.split()
-            sub = subparsers[words[0]]
-            defaults = {a.dest: a.default for a in sub._actions}
-            if '--dst' in words and words[0] not in ('sample',) and '(or' not in words:
-                assert words[words.index('--dst') + 1].rstrip(';),') == defaults['dst'], (fragment, part)
+    return next(a for a in parser._actions if a.dest == 'cmd').choices
+
+
+def test_every_subcommand_argument_reaches_its_function():
+    """The dispatch passes parsed values by name: each must be a parameter of the target, none forgotten."""
+    import inspect
+
+    from datasets_prep.__main__ import resolve
+    subparsers = _subparsers()
+    for name, command in COMMANDS.items():
+        params = inspect.signature(resolve(command)).parameters
+        dests = {a.dest for a in subparsers[name]._actions if a.dest != 'help'}
+        assert dests <= set(params), (name, sorted(dests - set(params)))
+        assert set(command.fixed) <= set(params) and not set(command.fixed) & dests, name
+        needed = {p for p, v in params.items() if v.default is inspect.Parameter.empty}
+        assert needed <= dests | set(command.fixed), (name, sorted(needed - dests - set(command.fixed)))
+
+
+def test_usage_lines_parse_to_the_table_defaults():
+    from datasets_prep.sample import TASK_OF
+    parser = build_parser()
+    for name, command in COMMANDS.items():
+        if not command.src:
+            continue
+        argv = command.usage().split()[3:]
+        argv[argv.index('--src') + 1:] = ['x'] + argv[argv.index('--dst'):]  # the placeholder is several words
+        args = parser.parse_args(argv)
+        assert args.cmd == name and args.dst == command.dst == parser.parse_args([name, '--src', 'x']).dst
+        if command.sample:
+            args = parser.parse_args(command.sample_usage().split()[3:])
+            assert TASK_OF[args.like] == args.task and args.dst == command.dst
+    from datasets_prep.sr import SR_SETS
+    assert [c.fixed['name'] for c in COMMANDS.values() if c.also == 'srbench'] == list(SR_SETS)
+
+
+def test_hint_for_a_dataset_path_names_the_command_that_writes_it():
+    from ecma_basicsr.engine.options_check import prep_hint
+    assert command_for_path('datasets/SR_benchmark/Set5/LR_bicubic/X4').name == 'set5'
+    assert command_for_path('datasets/SR_benchmark').name == 'srbench'
+    assert command_for_path('/data/me/datasets/RealBlur_R/test/input.lmdb').name == 'realblur_r'
+    assert command_for_path('datasets/GoPro_old/test') is None and command_for_path('datasets/CBSD68') is None
+    hint = prep_hint('datasets/SR_benchmark/Manga109/HR')
+    assert hint.startswith(' Build it with: python -m datasets_prep manga109 --src <')
+    assert '--dst datasets/SR_benchmark/Manga109 (all sets at once: python -m datasets_prep srbench' in hint
+    assert 'offline sample: python -m datasets_prep sample --task sr --like manga109' in hint
+    assert 'README.md' in prep_hint('datasets/CBSD68')
+
+
+def test_readme_datasets_section_shows_the_table_commands():
+    text = open(osp.join(REPO, 'README.md')).read()
+    section = text[text.index('<!-- section: datasets -->'):text.index('<!-- section: options -->')]
+    for command in COMMANDS.values():
+        if command.src and not command.also:
+            assert f'`{command.usage()}`' in section, command.name
+    assert '`python -m datasets_prep set5 --src' in section
 
 
 def test_default_crop_sizes_are_the_standard_ones():

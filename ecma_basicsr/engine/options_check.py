@@ -2,42 +2,12 @@
 
 BasicSR would otherwise fail deep inside a dataset constructor (or, for LMDB, on the first
 read). We check every ``dataroot_*`` / ``meta_info_file`` path, and that an LMDB folder has the
-files BasicSR's ``lmdb`` backend needs, and name the ``datasets_prep`` command that builds it.
+files BasicSR's ``lmdb`` backend needs, and name the ``datasets_prep`` command that builds it
+(read from that package's command table, ``datasets_prep.commands``).
 """
 import os.path as osp
 
 import yaml
-
-# Path fragment -> the datasets_prep command that builds data containing it (first match wins, so
-# the more specific fragments come first). Keep in step with datasets_prep/__main__.py and the
-# default --dst folders there; README.md "Datasets" lists the same commands.
-_SR_SET = ('python -m datasets_prep {cmd} --src <{name} folder: HR/*.png or the images> '
-           '--dst datasets/SR_benchmark/{name} (all sets at once: python -m datasets_prep srbench '
-           '--src <benchmark root> --dst datasets/SR_benchmark; offline sample: python -m datasets_prep sample '
-           '--task sr --like {cmd} --dst datasets/SR_benchmark/{name})')
-PREP_COMMANDS = {
-    'DIV2K': ('python -m datasets_prep div2k --src <folder with DIV2K_train_HR/, DIV2K_valid_HR/> --dst datasets/DIV2K '
-              '(offline sample: python -m datasets_prep sample --task sr --dst datasets/DIV2K)'),
-    'GoPro': ('python -m datasets_prep gopro --src <unpacked GOPRO_Large.zip, or the train/ + test/ repack> '
-              '--dst datasets/GoPro (offline sample: python -m datasets_prep sample --task deblur --dst datasets/GoPro)'),
-    'HIDE': ('python -m datasets_prep hide --src <unpacked HIDE_dataset.zip> --dst datasets/HIDE '
-             '(offline sample: python -m datasets_prep sample --task deblur --like hide --dst datasets/HIDE)'),
-    'RealBlur_J': ('python -m datasets_prep realblur_j --src <unpacked RealBlur.tar.gz with the list files> '
-                   '--dst datasets/RealBlur_J'),
-    'RealBlur_R': ('python -m datasets_prep realblur_r --src <unpacked RealBlur.tar.gz with the list files> '
-                   '--dst datasets/RealBlur_R'),
-    'RealBlur': ('python -m datasets_prep realblur_j (or realblur_r) --src <unpacked RealBlur.tar.gz> '
-                 '--dst datasets/RealBlur_J (or datasets/RealBlur_R)'),
-    'REDS': ('python -m datasets_prep reds --src <folder with train/train_blur_jpeg, train/train_sharp, val/...> '
-             '--dst datasets/REDS'),
-    'SIDD': ('python -m datasets_prep sidd --src <folder with SIDD_Medium_Srgb/ and Validation*BlocksSrgb.mat> '
-             '--dst datasets/SIDD (offline sample: python -m datasets_prep sample --task denoise --dst datasets/SIDD)'),
-    'Set5': _SR_SET.format(cmd='set5', name='Set5'),
-    'Set14': _SR_SET.format(cmd='set14', name='Set14'),
-    'B100': _SR_SET.format(cmd='b100', name='B100'),
-    'Urban100': _SR_SET.format(cmd='urban100', name='Urban100'),
-    'Manga109': _SR_SET.format(cmd='manga109', name='Manga109'),
-}
 
 _PATH_KEYS = ('dataroot_gt', 'dataroot_lq', 'meta_info_file')
 
@@ -47,9 +17,11 @@ class OptionError(ValueError):
 
 
 def prep_hint(path):
-    for fragment, command in PREP_COMMANDS.items():
-        if fragment.lower() in path.lower():
-            return f' Build it with: {command}'
+    """`` Build it with: <command>`` for a dataset path, from the ``datasets_prep`` command table."""
+    from datasets_prep.commands import hint_for_path
+    hint = hint_for_path(path)
+    if hint:
+        return f' Build it with: {hint}'
     return ' See README.md, section "Datasets", for the datasets_prep command that builds it.'
 
 
@@ -78,8 +50,6 @@ def load_yaml(path):
         raise OptionError(f"Option file '{path}' does not exist.")
     with open(path) as f:
         return yaml.safe_load(f)
-
-
 
 
 def _force_yml_value(text):
