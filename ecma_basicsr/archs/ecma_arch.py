@@ -5,43 +5,54 @@ Learning (CML, Eq. 4-5) with kernel sizes (k_i, 5, 3), the fusion block (Sec. 3.
 learnable per-channel scale gamma, the U-Net of Sec. 3.1/3.4 (:class:`ECMA`, Table 1 variants
 T/S/B) and the super-resolution variant (:class:`ECMASR`).
 
-Readings of what the paper leaves open (each checked against Table 1; counts printed by
-``python -m ecma_basicsr.analysis.table1``, MACs by mmengine with the FFT uncounted / counted
-with the formula in :mod:`ecma_basicsr.analysis.flops`):
+Where the paper is explicit, the code follows it; each reading of what it leaves open was checked
+against Table 1 (``python -m ecma_basicsr.analysis.table1``: MACs by mmengine without the FFT
+work, then with :func:`~ecma_basicsr.archs.fft_conv.fft_conv_macs` added):
 
-* LAM (Eq. 3): W is a depthwise 3x3 conv on I (c/4 channels); W' is a k x k conv from the
-  context to c/4 channels, grouped so each output channel sees its own slice of the context
-  (depthwise when the context has c/4 channels). This matches the paper's cost
-  ((k^2 + 10)c + 3c^2)s^2: k^2 c + 9c + c (product) + 3c^2 (the 1x1 conv giving O').
-  Q = Cat(W(I) * W'(C), W(I), W'(C)); O = GroupNorm(Q) with one group per branch (3 groups);
-  O' = Conv1x1(Q) with c/4 channels. The last LAM's O' has no consumer in Eq. 5, so it is
-  not built (it would be dead weight, and an unused parameter breaks DDP).
-* CML: Conv1x1 expands c to 9c/4 = I1, I1', I2, I2', I3, I3' with c/4, c/4, c/4, c/2, c/4, 3c/4
-  channels; LAM_2/LAM_3 get Cat(O'_prev, I'_i) (3c/4 and c channels) as context. The output
-  Conv1x1(Cat(O1, O2, O3)) maps 9c/4 back to c, scaled by gamma (zero-initialised).
+* LAM (Eq. 1-3): W is a depthwise 3x3 conv on I (c/4 channels; m = 3, Sec. 3.2); W' is an n x n
+  conv from the context to c/4 channels, grouped with one output channel per group (depthwise
+  when the context has c/4 channels). This matches the paper's cost ((k^2 + 10)c + 3c^2)s^2:
+  k^2 c + 9c + c (product) + 3c^2 (the 1x1 conv giving O'). Neither W nor W' has a bias: Eq. 2
+  makes the adaptive output sigma * (W conv I), bilinear in (W, W'), and its equivalence with
+  Conv_W(I) * Conv_W'(I') (Sec. 3.2) holds only without biases; with them the product branch
+  would mix in the plain branches linearly. GroupNorm's affine still gives every channel of Q
+  its own shift. Q = Cat(W(I) * W'(C), W(I), W'(C)); O = GroupNorm(Q) with one group per
+  branch (3 groups); O' = Conv1x1(Q) with c/4 channels. The last LAM's O' has no consumer in
+  Eq. 5, so it is not built (dead weight, and an unused parameter breaks DDP).
+* CML (Eq. 4-5): Conv1x1 expands c to 9c/4 = I1, I1', I2, I2', I3, I3' with c/4, c/4, c/4, c/2,
+  c/4, 3c/4 channels (Sec. 3.2: "c/4, c/2, 3c/4 for I'_i ... c/4 for all I_i"); LAM_2/LAM_3 get
+  Cat(O'_prev, I'_i) as context, arranged by :func:`cascade_context` so that every group of the
+  grouped W' holds its share of both (the paper's reason for the cascade, broad context from
+  O'_{i-1} complemented by local context from I'_i, then holds for every output channel; a
+  plain concatenation would give the first groups only O' and the others only I'). The output
+  Conv1x1(Cat(O1, O2, O3)) maps 9c/4 back to c, scaled by gamma (Eq. 5 and [47]; zero-initialised).
 * ECMA block = CML + a gated feed-forward part (channel LayerNorm, Conv1x1 c->2c, SimpleGate,
   Conv1x1 c->c, its own gamma), as in NAFNet which ECMA follows. CML alone is ~5c^2
   parameters; Table 1 needs ~8c^2 per block, which this feed-forward part supplies (3c^2).
-* U-Net: 3x3 intro conv, four stages (width w, 2w, 4w, 8w); the decoder mirrors every stage
-  including the deepest (ECMA-T has 9 + 9 blocks at 8w); fusion = 2x2 transposed conv, concat
-  with the encoder feature, Conv1x1 (Sec. 3.3); 3x3 output conv plus the input as global
-  residual. Downsampling is unspecified: we use a 3x3 conv to c/2 and PixelUnshuffle(2) (as
+* U-Net (Sec. 3.1, 3.4): 3x3 intro conv, four stages (width w, 2w, 4w, 8w); the decoder mirrors
+  every stage including the deepest (ECMA-T has 9 + 9 blocks at 8w); fusion = 2x2 transposed
+  conv, concat with the encoder feature, Conv1x1 (Sec. 3.3); 3x3 output conv plus the input as
+  global residual. Downsampling is unspecified: a 3x3 conv to c/2 and PixelUnshuffle(2) (as
   Restormer [53]); a 2x2 stride-2 conv instead gave params +4.1/+4.6/+4.5% and MACs
-  -3.8/-1.4/-3.4% for T/S/B (with the last O' kept), outside Table 1's tolerance.
-  Inputs are padded (replicate) to a multiple of 8 inside and cropped back.
-* Kernel sizes k_i = 32, 24, 16, 8 down the encoder, mirrored in the decoder.
-* ECMA-SR: see :class:`ECMASR`.
+  -3.8/-1.4/-3.4% for T/S/B, outside Table 1's tolerance. Inputs are padded (replicate) to a
+  multiple of 8 inside and cropped back.
+* Kernel sizes k_i = 32, 24, 16, 8 down the encoder, mirrored in the decoder (Sec. 3.4).
+* ECMA-SR: see :class:`ECMASR` (kernels (32, 24) by the same rule).
 
-Measured with ``python -m ecma_basicsr.analysis.table1`` (256x256 input; SR x4 to 1280x720; MACs by
-mmengine with the FFT uncounted, then with the FFT formula of :mod:`ecma_basicsr.analysis.flops`)::
+Measured with ``python -m ecma_basicsr.analysis.table1`` (256x256 input; SR x4 to 1280x720)::
 
-    variant    params  paper   MACs(noFFT)  MACs(+FFT)  paper
-    ECMA-T    10.614M  10.5M     16.16G       16.28G    15.9G   (+1.1% params, +1.7% / +2.4% MACs)
-    ECMA-S    32.138M  31.7M     50.36G       50.55G    48.4G   (+1.4% params, +4.0% / +4.4% MACs)
-    ECMA-B    19.649M  19.5M     64.10G       64.52G    63.0G   (+0.8% params, +1.7% / +2.4% MACs)
-    ECMA-SR    1.440M   1.4M     50.24G       50.99G    50.5G   (+2.8% params, -0.5% / +1.0% MACs)
+    variant     params  paper  MACs(noFFT)  MACs(+FFT)  paper
+    ECMA-T     10.606M  10.5M       16.16G      16.28G  15.9G   params +1.0%  MACs +1.7% / +2.4%
+    ECMA-S     32.126M  31.7M       50.36G      50.55G  48.4G   params +1.3%  MACs +4.0% / +4.4%
+    ECMA-B     19.640M  19.5M       64.10G      64.52G  63.0G   params +0.7%  MACs +1.7% / +2.4%
+    ECMA-SR     1.421M   1.4M       49.53G      50.28G  50.5G   params +1.5%  MACs -1.9% / -0.4%
 
-Ablations of Tables 8 and 9 are constructor options (see :data:`ABLATIONS`), not copies.
+Ablations of Tables 8 and 9 are constructor options (:data:`ABLATIONS`), aligned in size with
+ECMA-T as Sec. 4.5 says the paper's were (:mod:`ecma_basicsr.analysis.ablations`). Table 9's "large
+conv in spatial domain" row replaces k_i by the spatial kernel that costs what the FFT path costs
+at the 256x256 training crop (:func:`same_cost_spatial_kernel`: 6, 6, 6, 5 for stages 1-4): the
+paper keeps "computation cost at the same level", and a larger spatial kernel would break that;
+its parameters then differ by -1.0% and MACs by -0.1%, so its blocks stay ECMA-T's.
 
 This file is the architecture only. Inference-only rewrites of the same function (fewer
 passes over memory on a CPU) are a separate step, :func:`ecma_basicsr.archs.fuse_for_inference`
