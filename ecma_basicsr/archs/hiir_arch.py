@@ -56,12 +56,12 @@ What the paper's text (ours lost its symbols) leaves open, and how the published
 * Activation in conv3: LeakyReLU(0.2) (SwinIR's bottleneck); weights: truncated normal (0.02) for
   linear layers, as SwinIR / GRL.
 
-Variants (``python -c "from ecma_basicsr.archs.hiir_arch import print_presets; print_presets()"``)::
+Variants (``python -m ecma_basicsr.presets --arch HiIR`` counts them against the paper)::
 
     B, columnar, x2 / x3 / x4   C=180, 6x6 layers, heads 6, p/P 16/64   paper 14.68 / 14.87 / 14.83 M
     B, U-shape (upscale 1)      C=70, 4x6 + 3x6 layers, p/P 8/32         paper 22.33 M
 
-Parameter counts of ours are in the README "Networks" section and in ``tests/network_cases.py``.
+The published counts are in :data:`PRESETS`.
 """
 import math
 from functools import lru_cache
@@ -72,10 +72,11 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from ecma_basicsr.archs.arch_util import crop_to, init_transformer_weights, pad_to_multiple
+from ecma_basicsr.archs.presets import Preset, resolve_preset
 from ecma_basicsr.archs.grl_arch import Upsample, merge, partition, relative_position_table
 from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
-__all__ = ['HiIRAttention', 'ConvFFN', 'HiIRLayer', 'HiIRStage', 'HiIR', 'HIIR_VARIANTS']
+__all__ = ['HiIRAttention', 'ConvFFN', 'HiIRLayer', 'HiIRStage', 'HiIR', 'HIIR_VARIANTS', 'PRESETS']
 
 _MASK_VALUE = -1e4  # finite, so a window made only of padding still has a defined softmax
 
@@ -84,6 +85,13 @@ HIIR_VARIANTS = {
     'B': dict(columnar=dict(embed_dim=180, depths=[6] * 6, num_heads=6, patch_size=16, region_size=64),
               ushape=dict(embed_dim=70, depths=[6, 6, 6, 6], num_heads=[5, 5, 10, 10], patch_size=8,
                           region_size=32, dim_mults=[1, 2, 4, 4])),
+}
+_PAPER = 'Hi-IR paper, SR and color-denoising tables'
+PRESETS = {
+    'HiIR-B-x2': Preset('HiIR', dict(variant='B', upscale=2), params=14.68e6, source=_PAPER, scale=2),
+    'HiIR-B-x3': Preset('HiIR', dict(variant='B', upscale=3), params=14.87e6, source=_PAPER, scale=3),
+    'HiIR-B-x4': Preset('HiIR', dict(variant='B', upscale=4), params=14.83e6, source=_PAPER, scale=4),
+    'HiIR-B': Preset('HiIR', dict(variant='B', upscale=1), params=22.33e6, source=_PAPER),
 }
 
 
@@ -288,11 +296,7 @@ class HiIR(CheckedLoadMixin, nn.Module):
         super().__init__()
         self.columnar = upscale > 1 if columnar is None else bool(columnar)
         arch = 'columnar' if self.columnar else 'ushape'
-        cfg = dict(HIIR_VARIANTS['B'][arch])
-        if variant is not None:
-            if str(variant).upper() not in HIIR_VARIANTS:
-                raise ValueError(f"Unknown Hi-IR variant '{variant}'. Choose one of: {', '.join(HIIR_VARIANTS)}.")
-            cfg = dict(HIIR_VARIANTS[str(variant).upper()][arch])
+        cfg = dict(resolve_preset(HIIR_VARIANTS, variant or 'B', 'Hi-IR variant')[arch])
         for k, v in dict(embed_dim=embed_dim, depths=depths, num_heads=num_heads, patch_size=patch_size,
                          region_size=region_size, dim_mults=dim_mults).items():
             if v is not None:
@@ -390,12 +394,3 @@ class HiIR(CheckedLoadMixin, nn.Module):
         c = self.cfg
         kind = 'columnar' if self.columnar else 'U-shape'
         return f"HiIR({kind}, upscale={c['upscale']}, embed_dim={c['embed_dim']}, depths={c['depths']})"
-
-
-def print_presets():
-    """Print parameter counts of the Hi-IR-B configurations next to the paper's."""
-    for kwargs, paper in ((dict(upscale=2), 14.68), (dict(upscale=3), 14.87), (dict(upscale=4), 14.83),
-                          (dict(upscale=1), 22.33)):
-        net = HiIR(variant='B', **kwargs)
-        print(f'Hi-IR-B {net.config_summary():60s} {sum(p.numel() for p in net.parameters()) / 1e6:7.2f} M'
-              f'   paper {paper:.2f} M')
