@@ -18,7 +18,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 from conftest import SHARED
 from ecma_basicsr.archs.grl_arch import (GRL, PRESETS, AnchorStripeAttention, WindowAttention, anchor_coords_table,
-                                         anchor_position_index, map_authors_state_dict, stripe_geometry)
+                                         anchor_position_index, map_authors_state_dict, shift_mask, stripe_geometry)
 from ecma_basicsr.archs.state_dict_check import CheckpointMismatchError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -210,6 +210,17 @@ def test_pretrained_size_changes_the_normalisation():
     assert torch.isclose(pre.max(), torch.log2(torch.tensor(7 / 15 * 8 + 1)) / 3)
 
 
+def test_shift_masks_follow_the_authors_region_labels():
+    mask = shift_mask((8, 8), (4, 4), (2, 2))  # Swin: regions [0, 4), [4, 6), [6, 8) of the rolled image
+    assert mask.shape == (4, 16, 16)
+    assert not mask[0].any() and int((mask[3] == 0).sum()) == 4 * 4 + 4 * 4 + 4 * 4 + 4 * 4
+    # Anchors pooled by 4 from a shift of 2: the anchor shift rounds to 0, and the authors' slices then
+    # put every anchor in the last region; only the tokens of that region stay visible to them.
+    a2w = shift_mask((8, 8), (4, 4), (2, 2), down=4, anchor_query=True)
+    assert a2w.shape == (4, 1, 16)
+    assert bool((a2w[0] == -100).all()) and int((a2w[3] == 0).sum()) == 4
+
+
 def test_stripe_groups_geometry():
     assert stripe_geometry((8, None), (None, 4), (32, 48)) == ((8, 12), (4, 6))
     assert stripe_geometry((None, 8), (1, None), (32, 48)) == ((32, 8), (0, 4))  # one group: no shift
@@ -341,7 +352,8 @@ def test_authors_state_dict_loads_with_plain_load_state_dict(wrap):
     kw, src, theirs = _tiny_pair()
     if wrap == 'lightning':  # their engine: model.<key> plus validation records
         theirs = {'model.' + k: v for k, v in theirs.items()}
-        theirs.update(current_val_metric=torch.zeros(2), best_val_metric=torch.zeros(2), best_iter=torch.zeros(1))
+        theirs.update(current_val_metric=torch.zeros(2), best_val_metric=torch.zeros(2), best_iter=torch.zeros(1),
+                      **{'criterion.vgg.weight': torch.zeros(3)})
     elif wrap == 'module':
         theirs = {'module.' + k: v for k, v in theirs.items()}
     elif wrap == 'gan':  # bsr_grl_base: generator under model_g., discriminator and loss networks beside it
@@ -418,7 +430,7 @@ def test_authors_fixture_keys_map_exactly_to_ours(path):
     with torch.device('meta'):
         net = ARCH_REGISTRY.get('GRL')(**fixture['config'])
     mapped, note = map_authors_state_dict(fixture['state_dict'])
-    assert note is not None
+    assert note is not None and map_authors_state_dict(mapped)[1] is None  # mapping twice changes nothing
     assert set(mapped) == set(net.state_dict())
     assert all(tuple(v.shape) == tuple(net.state_dict()[k].shape) for k, v in mapped.items())
 

@@ -244,28 +244,33 @@ def _axis_regions(n, size, shift):
 def _region_labels(hw, size, shift):
     rows = _axis_regions(hw[0], size[0], shift[0])
     cols = _axis_regions(hw[1], size[1], shift[1])
-    return (rows[:, None] * 3 + cols[None, :]).float()
+    return rows[:, None] * 3 + cols[None, :]
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=32)
+def _window_labels(hw, size, shift, down, device):
+    """Region labels of every window's tokens ``(nWin, N)`` and of its anchors ``(nWin, M)`` (the
+    anchors are labelled on the pooled grid with the pooled window and shift)."""
+    tok = partition(_region_labels(hw, size, shift).view(1, hw[0], hw[1], 1), size).squeeze(-1)
+    if down == 1:
+        return tok.to(device), tok.to(device)
+    a_hw = (hw[0] // down, hw[1] // down)
+    a_size = (size[0] // down, size[1] // down)
+    a_labels = _region_labels(a_hw, a_size, (shift[0] // down, shift[1] // down))
+    anc = partition(a_labels.view(1, a_hw[0], a_hw[1], 1), a_size).squeeze(-1)
+    return tok.to(device), anc.to(device)
+
+
 def shift_mask(hw, size, shift, down=1, anchor_query=None, device=None):
     """Additive masks of shifted windows / stripes, ``(nWin, Nq, Nk)``: ``-100`` between tokens of
     different regions of the rolled image, else 0.
 
-    With ``down > 1`` the keys (``anchor_query=False``) or the queries (``True``) are anchors, labelled
-    on the pooled grid with the pooled window and shift (``size // down``, ``shift // down``).
+    With ``down > 1`` the keys (``anchor_query=False``) or the queries (``True``) are anchors. Only the
+    labels are cached: the masks, as large as one head's attention map, are built for each call.
     """
-    labels = _region_labels(hw, size, shift)
-    tok = partition(labels.view(1, hw[0], hw[1], 1), size).squeeze(-1)  # nWin, N
-    if down == 1:
-        q, k = tok, tok
-    else:
-        a_hw = (hw[0] // down, hw[1] // down)
-        a_size = (size[0] // down, size[1] // down)
-        a_labels = _region_labels(a_hw, a_size, (shift[0] // down, shift[1] // down))
-        anc = partition(a_labels.view(1, a_hw[0], a_hw[1], 1), a_size).squeeze(-1)
-        q, k = (anc, tok) if anchor_query else (tok, anc)
-    return ((q[:, :, None] != k[:, None, :]).float() * _MASK_VALUE).to(device)
+    tok, anc = _window_labels(tuple(hw), tuple(size), tuple(shift), down, device)
+    q, k = (anc, tok) if anchor_query else (tok, anc)
+    return (q[:, :, None] != k[:, None, :]).float() * _MASK_VALUE
 
 
 def stripe_geometry(stripe_size, stripe_groups, hw):
@@ -646,20 +651,20 @@ class Upsample(nn.Sequential):
 _AUTHORS_RENAMES = (('.attn.qkv.body.', '.attn.qkv.'), ('.attn.anchor.body.0.reduction.', '.attn.anchor.'),
                     ('.conv.cab.', '.conv.body.'))
 _AUTHORS_UPSAMPLE = 'upsample.up.'
-# Non-learned buffers: the 13 shared tables / indices / masks of the released GRL, the per-layer ones of
-# the authors' earlier blocks, and the validation records of their Lightning engine.
+# Non-learned buffers: the 13 shared tables / indices / masks of the released GRL and the per-layer ones
+# of the authors' earlier blocks.
 _AUTHORS_BUFFERS = frozenset({'table_w', 'table_sh', 'table_sv', 'index_w', 'index_sh_a2w', 'index_sh_w2a',
                               'index_sv_a2w', 'index_sv_w2a', 'mask_w', 'mask_sh_a2w', 'mask_sh_w2a', 'mask_sv_a2w',
                               'mask_sv_w2a'})
 _AUTHORS_LAYER_BUFFERS = ('.relative_coords_table', '.relative_position_index', '.attn_mask')
-_LIGHTNING_RECORDS = frozenset({'current_val_metric', 'best_val_metric', 'best_iter'})
 
 
 def map_authors_state_dict(state_dict):
     """Translate a state dict in the authors' layout to ours.
 
-    Removes the ``model.`` prefix of their Lightning checkpoints (``model_g.`` of the real-world SR
-    GAN checkpoint, whose other entries are dropped), the non-learned buffers, and renames
+    Keeps the entries under the ``model.`` prefix of their Lightning checkpoints (``model_g.`` in the
+    real-world SR GAN checkpoint) without it, dropping the engine's other entries (validation records,
+    loss and discriminator networks); drops the non-learned buffers; renames
     ``attn.qkv.body``, ``attn.anchor.body.0.reduction``, ``conv.cab`` and ``upsample.up``. A state
     dict already in our layout is returned unchanged.
 
@@ -673,11 +678,10 @@ def map_authors_state_dict(state_dict):
     for key in keys:
         value = state_dict[key]
         if prefix:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-            elif prefix == 'model_g.' or key in _LIGHTNING_RECORDS:
-                dropped += 1  # discriminator / loss networks of the GAN engine, validation records
+            if not key.startswith(prefix):
+                dropped += 1  # the engine's own entries: validation records, loss / discriminator networks
                 continue
+            key = key[len(prefix):]
         if key in _AUTHORS_BUFFERS or key.endswith(_AUTHORS_LAYER_BUFFERS):
             dropped += 1
             continue
@@ -690,7 +694,7 @@ def map_authors_state_dict(state_dict):
         out[new] = value
     if not (prefix or renamed or dropped):
         return state_dict, None
-    parts = [f'{renamed} keys renamed'] + ([f'{dropped} non-learned entries dropped'] if dropped else [])
+    parts = [f'{renamed} keys renamed'] + ([f'{dropped} entries that are not GRL weights dropped'] if dropped else [])
     if prefix:
         parts.append(f"prefix '{prefix}' removed")
     return out, f"GRL: mapped the authors' checkpoint layout to ours ({', '.join(parts)})."
@@ -980,17 +984,13 @@ class GRL(CheckedLoadMixin, nn.Module):
 
     # -- checkpoints -----------------------------------------------------------------------------
     def map_checkpoint(self, state_dict):
-        """``state_dict`` in our key layout (see :func:`map_authors_state_dict`); logs one line when
-        it was in the authors' layout."""
+        """``state_dict`` in our key layout (see :func:`map_authors_state_dict`); logs one line when it
+        was in the authors' layout. ``load_state_dict`` calls it first (:class:`CheckedLoadMixin`)."""
         state_dict, note = map_authors_state_dict(state_dict)
         if note:
             # BasicSR's logger by name: get_root_logger() would initialise it here, before the run adds its log file.
             logging.getLogger('basicsr').info(note)
         return state_dict
-
-    def load_state_dict(self, state_dict, strict=True, assign=False):
-        """As ``nn.Module.load_state_dict``, also for the authors' checkpoints (mapped to our keys first)."""
-        return super().load_state_dict(self.map_checkpoint(state_dict), strict=strict, assign=assign)
 
     def config_summary(self):
         c = self.cfg
