@@ -97,8 +97,9 @@ def check_state_dict(module, state_dict, strict=True, name=None, hint=None):
 class CheckedLoadMixin:
     """Mix into an ``nn.Module`` (before ``nn.Module`` in the bases) for checked loading.
 
-    Subclasses may define ``config_summary()`` (a short string of their configuration) and
-    ``checkpoint_hint(state_dict)`` (what the checkpoint's shapes suggest, or None).
+    Subclasses may define ``config_summary()`` (a short string of their configuration),
+    ``checkpoint_hint(state_dict)`` (what the checkpoint's shapes suggest, or None) and
+    ``map_checkpoint(state_dict)`` (the authors' key layout translated to theirs).
     """
 
     def config_summary(self):
@@ -107,7 +108,13 @@ class CheckedLoadMixin:
     def checkpoint_hint(self, state_dict):  # noqa: ARG002  (overridden by networks)
         return None
 
+    def map_checkpoint(self, state_dict):
+        """``state_dict`` in this network's key layout: unchanged here; a network whose authors published
+        checkpoints under other key names overrides it. Runs first in ``load_state_dict``; a loader that
+        compares keys beforehand can call it too."""
+        return state_dict
+
     def load_state_dict(self, state_dict, strict=True, assign=False):
-        state_dict = check_state_dict(self, state_dict, strict=strict, name=self.config_summary(),
-                                      hint=self.checkpoint_hint)
+        state_dict = check_state_dict(self, self.map_checkpoint(state_dict), strict=strict,
+                                      name=self.config_summary(), hint=self.checkpoint_hint)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
