@@ -187,3 +187,15 @@ def test_bench_and_restore_build_pad_swinir_as_the_authors(name, tmp_path):
     with torch.no_grad():
         worst = max((net(x) - ref).abs().max().item() for x, ref in zip(fixture['inputs'], fixture['outputs']))
     assert fixture['inputs'][1].shape[-1] % 8 != 0 and worst <= TOL
+
+
+def test_a_file_without_known_weights_is_refused_with_its_entries(tmp_path):
+    from basicsr.models import build_model
+
+    from ecma_basicsr.engine.checkpoint import CheckpointError
+    path = tmp_path / 'odd.pth'
+    torch.save({'weights': {'intro.weight': torch.zeros(1)}, 'epoch': 3}, path)
+    opt = {'name': 'odd', 'model_type': 'ECMAModel', 'is_train': False, 'dist': False, 'num_gpu': 0, 'scale': 1,
+           'network_g': {'type': 'NAFNet', 'width': 8}, 'path': {'pretrain_network_g': str(path), 'param_key_g': 'params'}}
+    with pytest.raises(CheckpointError, match=r"has no 'params' entry \(entries: \['epoch', 'weights'\]\)"):
+        build_model(opt)
