@@ -133,8 +133,8 @@ def _model_outputs(entry, fixture, tmp_path, param_key):
     wrap, _ = PUBLISHED_FORMAT[_family(entry['cls'])]
     path = tmp_path / 'published.pth'
     torch.save(wrap(fixture['state_dict']), path)
-    scale = fixture['outputs'][0][-1].shape[-1] // fixture['inputs'][0].shape[-1] \
-        if isinstance(fixture['outputs'][0], list) else fixture['outputs'][0].shape[-1] // fixture['inputs'][0].shape[-1]
+    first = fixture['outputs'][0]
+    scale = (first[-1] if isinstance(first, list) else first).shape[-1] // fixture['inputs'][0].shape[-1]
     opt = {'name': 'golden', 'model_type': 'ECMAModel', 'is_train': False, 'dist': False, 'num_gpu': 0, 'rank': 0,
            'world_size': 1, 'scale': scale, 'network_g': {'type': entry['cls'], **fixture['config']},
            'path': {'pretrain_network_g': str(path), 'param_key_g': param_key, 'strict_load_g': True}}
@@ -196,6 +196,7 @@ def test_a_file_without_known_weights_is_refused_with_its_entries(tmp_path):
     path = tmp_path / 'odd.pth'
     torch.save({'weights': {'intro.weight': torch.zeros(1)}, 'epoch': 3}, path)
     opt = {'name': 'odd', 'model_type': 'ECMAModel', 'is_train': False, 'dist': False, 'num_gpu': 0, 'scale': 1,
-           'network_g': {'type': 'NAFNet', 'width': 8}, 'path': {'pretrain_network_g': str(path), 'param_key_g': 'params'}}
+           'network_g': {'type': 'NAFNet', 'width': 8},
+           'path': {'pretrain_network_g': str(path), 'param_key_g': 'params'}}
     with pytest.raises(CheckpointError, match=r"has no 'params' entry \(entries: \['epoch', 'weights'\]\)"):
         build_model(opt)

@@ -116,7 +116,8 @@ def test_presets_give_the_published_parameter_counts_and_the_authors_keys():
         default = IRNeXt()
         assert default.num_blocks == 4 and IRNeXt(variant='IRNeXt-gopro').num_blocks == 14
     keys = set(default.state_dict())
-    for key in ('feat_extract.0.main.0.weight', 'feat_extract.3.main.0.bias', 'Encoder.0.layers.3.main.1.convs.0.weight',
+    for key in ('feat_extract.0.main.0.weight', 'feat_extract.3.main.0.bias',
+                'Encoder.0.layers.3.main.1.convs.0.weight',
                 'Encoder.2.layers.3.main.1.dynas.2.bn.running_var', 'Decoder.1.layers.0.main.2.main.0.weight',
                 'Decoder.0.layers.3.main.1.dynas.0.inside_all', 'Decoder.0.layers.3.main.1.conv_sum.weight',
                 'Convs.1.main.0.weight', 'ConvsOut.1.main.0.bias', 'FAM1.merge.main.0.weight',
@@ -148,8 +149,7 @@ def test_loss_is_equations_8_to_10():
     gt = torch.rand(2, 3, 32, 48)
     preds = [torch.rand(2, 3, 8, 12), torch.rand(2, 3, 16, 24), torch.rand(2, 3, 32, 48)]
     # the release resizes the targets bilinearly (x0.25 and x0.5, no antialiasing)
-    targets = [F.interpolate(gt, scale_factor=0.25, mode='bilinear'), F.interpolate(gt, scale_factor=0.5, mode='bilinear'),
-               gt]
+    targets = [F.interpolate(gt, scale_factor=s, mode='bilinear') for s in (0.25, 0.5)] + [gt]
     assert torch.allclose(targets[1], F.avg_pool2d(gt, 2), atol=1e-6)  # at 1/2 it is the 2x2 mean
     rows = (gt[..., 1::4, :] + gt[..., 2::4, :]) / 2  # at 1/4: the two middle rows / columns of each 4 x 4 cell
     assert torch.allclose(targets[0], (rows[..., 1::4] + rows[..., 2::4]) / 2, atol=1e-6)

@@ -196,3 +196,15 @@ def test_option_files_build_the_published_network(path):
     # TLC is the GoPro / REDS test protocol (NAFNet's published numbers); SIDD is tested without it.
     if path.endswith('_test.yml'):
         assert net.tlc == (not variant.startswith('sidd'))
+
+
+def test_the_authors_network_g_sections_build_the_published_networks():
+    """``network_g`` of megvii-research/NAFNet's GoPro test and SIDD option files, as they are."""
+    from basicsr.archs import build_network
+    gopro = dict(type='NAFNetLocal', width=64, enc_blk_nums=[1, 1, 1, 28], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1])
+    sidd = dict(type='NAFNet', width=32, enc_blk_nums=[2, 2, 4, 8], middle_blk_num=12, dec_blk_nums=[2, 2, 2, 2])
+    for net_opt, preset, tlc in ((gopro, 'NAFNet-GoPro-width64', True), (sidd, 'NAFNet-SIDD-width32', False)):
+        with torch.device('meta'):
+            net = build_network(dict(net_opt))
+        assert sum(p.numel() for p in net.parameters()) == pytest.approx(PRESETS[preset].params, rel=5e-4)
+        assert net.tlc == tlc and net.train_size == 256  # their default train_size (1, 3, 256, 256)

@@ -200,7 +200,8 @@ class ConvS(nn.Module):
         super().__init__()
         q, h = max(1, out_channels // 4), max(1, out_channels // 2)
         self.main = nn.Sequential(
-            ConvLayer(in_channels, q, 3), ConvLayer(q, h, 1), ConvLayer(h, h, 3), ConvLayer(h, out_channels, 1, act=False),
+            ConvLayer(in_channels, q, 3), ConvLayer(q, h, 1), ConvLayer(h, h, 3),
+            ConvLayer(h, out_channels, 1, act=False),
             nn.InstanceNorm2d(out_channels, affine=True))
 
     def forward(self, x):
