@@ -168,7 +168,8 @@ def test_basicsr_model_loads_the_published_format_and_reproduces(entry, requeste
     """
     fixture = load_fixture(entry)
     if _family(entry['cls']) not in PUBLISHED_FORMAT:
-        pytest.skip(f"{entry['cls']}: published checkpoint format checked by the {entry['cls']} tests")
+        pytest.skip(f"{entry['cls']}: no published checkpoint format recorded in PUBLISHED_FORMAT (the network "
+                    'that owns it adds its entry)')
     param_key = PUBLISHED_FORMAT[_family(entry['cls'])][1] if requested == 'as-published' else 'params'
     worst = _worst(entry, fixture, _model_outputs(entry, fixture, tmp_path, param_key))
     assert worst <= TOL, f"{entry['file']}: max |ours - official| = {worst:.3g} through ECMAModel"
