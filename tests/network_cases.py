@@ -83,6 +83,8 @@ TINY += [
     Case('M3SNet', dict(width=8, enc_blk_nums=[1, 1, 1], middle_blk_num=1, dec_blk_nums=[1, 1, 1], num_heads=2)),
     Case('M3SNet', dict(width=8, enc_blk_nums=[1, 1], middle_blk_num=2, dec_blk_nums=[1, 1], num_heads=2,
                         ffm_order='released')),
+    Case('M3SNetLocal', dict(width=8, enc_blk_nums=[1, 1], middle_blk_num=1, dec_blk_nums=[1, 1], num_heads=2,
+                             train_size=(1, 3, 8, 8))),
     Case('IRNeXt', dict(width=8, num_blocks=2), multi_output=True),
     Case('HiIR', dict(upscale=2, embed_dim=12, **_HIIR_TINY), scale=2),
     Case('HiIR', dict(upscale=3, embed_dim=12, **_HIIR_TINY), scale=3),

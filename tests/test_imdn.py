@@ -124,3 +124,11 @@ def test_basicsr_test_with_the_wrong_checkpoint_fails_clearly(tmp_path):
     assert 'CheckpointMismatchError' in proc.stderr
     assert 'upsampler.0.weight: (12, 64, 3, 3) vs (48, 64, 3, 3)' in proc.stderr
     assert 'trained for upscale=2' in proc.stderr
+
+
+def test_presets_give_the_published_parameter_counts():
+    from ecma_basicsr.archs.imdn_arch import PRESETS
+    for name, preset in PRESETS.items():
+        net = IMDN(**preset.kwargs)
+        assert round(sum(p.numel() for p in net.parameters()) / 1e3) == preset.params / 1e3, name
+        assert net.upscale == preset.scale and net.in_channels == 3

@@ -1,7 +1,9 @@
-"""IRNeXt: LAM and MSM against the paper's equations written out, the multi-output contract, the
-dual-domain loss (Eq. 8-10), and the GoPro option file training through ``basicsr train`` with it.
+"""IRNeXt: LAM and MSM written out from the description of the authors' release, the output contract
+(theirs and ours), presets, key names, the dual-domain loss (Eq. 8-10), and the GoPro option file
+training through ``basicsr train`` with it.
 
-The shared contract (odd sizes, backward, published parameter counts) is in test_archs.py.
+The shared contract (odd sizes, backward, published parameter counts) is in test_archs.py; equivalence
+with the authors' code on their fixtures is in test_golden.py.
 """
 import glob
 
@@ -10,72 +12,127 @@ import torch
 import torch.nn.functional as F
 from basicsr.losses import build_loss
 
-from ecma_basicsr.archs.irnext_arch import IRNeXt, LocalAttention, MultiScaleModule
+from ecma_basicsr.archs.irnext_arch import PRESETS, DynamicFilter, IRNeXt, MultiScaleModule
+from ecma_basicsr.archs.state_dict_check import CheckpointMismatchError
 from helpers import run_cli
 
 
 def lam_reference(lam, x):
-    """Eq. 3-7 written out with ``unfold``, one channel at a time (independent of the grouped conv)."""
-    y = lam.conv(x)
-    b, c, h, w = y.shape
-    groups, k = lam.groups, lam.kernel_size
-    attn = torch.tanh(lam.to_weights(y.mean((2, 3), keepdim=True))).view(b, groups, k * k)  # Eq. 3
-    low = torch.full_like(attn, 1.0 / k ** 2)  # Eq. 4: direct-current filter
-    high = attn - low  # Eq. 5
-    patches = F.unfold(y, k, padding=k // 2).view(b, c, k * k, h, w)
-    out = torch.zeros_like(y)
+    """LAM as described in the module docstring, one channel at a time with ``unfold``."""
+    n, c, h, w = x.shape
+    k, groups = lam.kernel_size, lam.groups
+    gap = x.mean((2, 3), keepdim=True)
+    attn = torch.tanh(lam.bn(lam.conv(gap))).view(n, groups, k * k)  # Eq. 3 (+ the release's BatchNorm)
+    patches = F.unfold(F.pad(x, (k // 2,) * 4, mode='reflect'), k).view(n, c, k * k, h, w)
+    out = torch.zeros_like(x)
     for ch in range(c):
         g = ch // (c // groups)
-        kernel = low[:, g] + lam.modulation[ch] * high[:, g]  # Eq. 6
-        out[:, ch] = (patches[:, ch] * kernel[:, :, None, None]).sum(1)
-    return out + y  # Eq. 7
+        agg = (patches[:, ch] * attn[:, g, :, None, None]).sum(1)
+        wgt = 1 + lam.inside_all[ch]
+        low = wgt * agg - (wgt - 1) * gap[:, ch]
+        out[:, ch] = lam.lamb_l[ch] * low + (1 + lam.lamb_h[ch]) * x[:, ch]
+    return out
 
 
-def test_lam_matches_equations_3_to_7():
-    torch.manual_seed(0)
-    lam = LocalAttention(16, groups=8, kernel_size=3)
+def _perturb(module):
+    torch.manual_seed(1)
     with torch.no_grad():
-        lam.modulation.uniform_(0.5, 2.0)  # W of Eq. 6 away from its initial 1
+        for name, p in module.named_parameters():
+            if name.endswith(('lamb_l', 'lamb_h', 'inside_all')):
+                p.uniform_(-0.5, 0.5)  # away from the identity start
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    return module.eval()
+
+
+def test_lam_matches_the_described_release():
+    torch.manual_seed(0)
+    lam = _perturb(DynamicFilter(16, kernel_size=3, groups=8))
     x = torch.randn(2, 16, 9, 11)
     with torch.no_grad():
         assert torch.allclose(lam(x), lam_reference(lam, x), atol=1e-5)
+        assert lam(torch.randn(1, 16, 1, 1)).shape == (1, 16, 1, 1)  # too small to reflect: replicate
 
 
-def test_filter_modulation_starts_as_plain_tanh_attention():
-    """W = 1 at initialisation, so A_l + W * A_h = A: FM is a no-op until trained (Eq. 6)."""
-    lam = LocalAttention(8, groups=8)
-    assert torch.equal(lam.modulation, torch.ones(8))
+def test_lam_starts_as_the_identity():
+    lam = DynamicFilter(8, groups=8).eval()
+    x = torch.randn(1, 8, 5, 5)
+    with torch.no_grad():
+        assert torch.equal(lam(x), x)  # lamb_l = 0, lamb_h = 0
 
 
-def test_msm_matches_equations_1_and_2():
+def test_msm_matches_equations_1_and_2_with_the_release_details():
     torch.manual_seed(0)
-    msm = MultiScaleModule(8, groups=8)
+    msm = _perturb(MultiScaleModule(8, groups=8))
     x = torch.randn(1, 8, 32, 48)
 
     def up(t, size):
-        return F.interpolate(t, size=size, mode='bilinear', align_corners=False)
+        return F.interpolate(t, size=size, mode='bilinear', align_corners=True)
+
+    def branch(i, t):
+        return msm.dynas[i](msm.convs[i](t))
 
     with torch.no_grad():
-        x1 = msm.lams[0](F.avg_pool2d(x, 8))  # i = 1: rate 8, X_0 = 0
-        x2 = msm.lams[1](F.avg_pool2d(x, 4) + up(x1, (8, 12)))  # Eq. 1, rate 4
-        x3 = msm.lams[2](F.avg_pool2d(x, 2) + up(x2, (16, 24)))  # Eq. 1, rate 2
-        ref = msm.fuse(x + up(x1, (32, 48)) + up(x2, (32, 48)) + up(x3, (32, 48)))  # Eq. 2
+        x1 = branch(0, F.avg_pool2d(x, 8))  # i = 1: rate 8, X_0 = 0
+        x2 = branch(1, F.avg_pool2d(x, 4) + up(x1, (8, 12)))  # Eq. 1, rate 4
+        x3 = branch(2, F.avg_pool2d(x, 2) + up(x2, (16, 24)))  # Eq. 1, rate 2
+        ref = msm.conv_sum(F.gelu(x + up(x1, (32, 48)) + up(x2, (32, 48)) + up(x3, (32, 48))))  # Eq. 2
         assert torch.allclose(msm(x), ref, atol=1e-5)
 
 
-def test_outputs_full_resolution_by_default_and_all_three_on_request():
+def test_authors_arguments_give_their_three_outputs_ours_the_image():
     torch.manual_seed(0)
-    net = IRNeXt(width=8, num_blocks=1, return_all_train=True)
     x = torch.rand(1, 3, 37, 53)
-    outs = net(x)  # training mode + return_all_train: the loss gets every output
-    assert [tuple(o.shape[-2:]) for o in outs] == [(10, 14), (19, 27), (37, 53)]
-    net.eval()
+    sizes = [(10, 14), (19, 27), (37, 53)]
+    authors = IRNeXt(num_res=1).eval()  # the release's constructor: a list in every mode
     with torch.no_grad():
-        y = net(x)  # what BasicSR validates
+        assert [tuple(o.shape[-2:]) for o in authors(x)] == sizes
+    ours = IRNeXt(width=8, num_blocks=1, return_all_train=True)
+    # training mode: the loss gets every output (LAM's BatchNorm needs a batch of 2 or more)
+    assert [tuple(o.shape) for o in ours(x.expand(2, -1, -1, -1))] == [(2, 3) + s for s in sizes]
+    with pytest.raises(ValueError, match='batch_size_per_gpu >= 2'):
+        ours(x)
+    ours.eval()
+    with torch.no_grad():
+        y = ours(x)  # what BasicSR validates
         assert torch.is_tensor(y) and y.shape == x.shape
-        assert torch.allclose(y, net(x, return_all=True)[-1])
+        assert torch.allclose(y, ours(x, return_all=True)[-1])
+    assert torch.is_tensor(IRNeXt(num_res=1, return_all_eval=False).eval()(x))
+    assert isinstance(IRNeXt(variant='dehaze', width=8, return_all_eval=True).eval()(x), list)
     with pytest.raises(ValueError, match='multi_output'):
         IRNeXt(width=8, num_blocks=1, multi_output=False)(x, return_all=True)
+    with pytest.raises(ValueError, match='num_res'):
+        IRNeXt(num_res=2, num_blocks=3)
+
+
+def test_presets_give_the_published_parameter_counts_and_the_authors_keys():
+    for name, preset in PRESETS.items():
+        with torch.device('meta'):
+            net = IRNeXt(**preset.kwargs)
+        assert round(sum(p.numel() for p in net.parameters()) / 1e6, 2) == round(preset.params / 1e6, 2), name
+    with torch.device('meta'):
+        default = IRNeXt()
+        assert default.num_blocks == 4 and IRNeXt(variant='IRNeXt-gopro').num_blocks == 14
+    keys = set(default.state_dict())
+    for key in ('feat_extract.0.main.0.weight', 'feat_extract.3.main.0.bias',
+                'Encoder.0.layers.3.main.1.convs.0.weight',
+                'Encoder.2.layers.3.main.1.dynas.2.bn.running_var', 'Decoder.1.layers.0.main.2.main.0.weight',
+                'Decoder.0.layers.3.main.1.dynas.0.inside_all', 'Decoder.0.layers.3.main.1.conv_sum.weight',
+                'Convs.1.main.0.weight', 'ConvsOut.1.main.0.bias', 'FAM1.merge.main.0.weight',
+                'SCM2.main.4.weight', 'SCM1.main.0.main.0.weight'):
+        assert key in keys, key
+    assert default.in_channels == 3 and default.upscale == 1
+
+
+def test_a_checkpoint_of_another_layout_is_refused_with_a_hint():
+    net = IRNeXt(width=8, num_blocks=1)
+    with pytest.raises(CheckpointMismatchError, match="authors' layout"):
+        net.load_state_dict({'shallow.weight': torch.zeros(8, 3, 3, 3)})
+    sd = IRNeXt(width=8, num_blocks=2).state_dict()
+    with pytest.raises(CheckpointMismatchError, match='num_res=2'):
+        net.load_state_dict(sd)
 
 
 def test_multi_output_loss_trains_every_parameter():
@@ -91,7 +148,11 @@ def test_loss_is_equations_8_to_10():
     torch.manual_seed(0)
     gt = torch.rand(2, 3, 32, 48)
     preds = [torch.rand(2, 3, 8, 12), torch.rand(2, 3, 16, 24), torch.rand(2, 3, 32, 48)]
-    targets = [F.avg_pool2d(gt, 4), F.avg_pool2d(gt, 2), gt]
+    # the release resizes the targets bilinearly (x0.25 and x0.5, no antialiasing)
+    targets = [F.interpolate(gt, scale_factor=s, mode='bilinear') for s in (0.25, 0.5)] + [gt]
+    assert torch.allclose(targets[1], F.avg_pool2d(gt, 2), atol=1e-6)  # at 1/2 it is the 2x2 mean
+    rows = (gt[..., 1::4, :] + gt[..., 2::4, :]) / 2  # at 1/4: the two middle rows / columns of each 4 x 4 cell
+    assert torch.allclose(targets[0], (rows[..., 1::4] + rows[..., 2::4]) / 2, atol=1e-6)
 
     def spectrum(t):
         return torch.view_as_real(torch.fft.fft2(t))

@@ -2,11 +2,18 @@
 
 The shared contract (odd sizes, backward, published parameter counts) is in test_archs.py.
 """
+import glob
+import os.path as osp
+
 import pytest
 import torch
+import yaml
+from basicsr.archs import build_network
 
-from ecma_basicsr.archs.m3snet_arch import MHAMB, M3SNet
-from ecma_basicsr.archs.nafnet_arch import NAFBlock
+from ecma_basicsr.archs.m3snet_arch import MHAMB, PRESETS, M3SNet, M3SNetLocal
+from ecma_basicsr.archs.nafnet_arch import LocalAvgPool2d, NAFBlock
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def tiny(**kw):
@@ -73,3 +80,66 @@ def test_unknown_variant_and_order_fail_clearly():
         M3SNet(variant='SIDD')
     with pytest.raises(ValueError, match='ffm_order'):
         tiny(ffm_order='random')
+
+
+def test_released_order_is_the_default():
+    assert tiny().ffm_order == 'released'
+    with torch.device('meta'):
+        net = M3SNet()
+    assert net.ffm_order == 'released' and net.width == 32  # the authors' defaults
+
+
+def test_presets_give_the_published_parameter_counts():
+    for name, preset in PRESETS.items():
+        with torch.device('meta'):
+            net = M3SNet(**preset.kwargs)
+        assert round(sum(p.numel() for p in net.parameters()) / 1e6, 2) == round(preset.params / 1e6, 2), name
+        assert net.in_channels == 3 and net.upscale == 1
+    with torch.device('meta'):
+        assert M3SNet(variant='M3SNet-GoPro-width64').width == 64
+
+
+def test_local_variant_pools_locally_everywhere_including_the_fusion_nodes():
+    net = M3SNetLocal(width=8, enc_blk_nums=[1, 1, 1, 1], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1], num_heads=2,
+                      train_size=(1, 3, 64, 64))
+    pools = [m for m in net.modules() if isinstance(m, LocalAvgPool2d)]
+    assert len(pools) == 4 + 4 + 5 and all(p.kernel_size is not None for p in pools)
+    assert net.middle[0][0].sca[0].kernel_size == (96, 96)  # level 0: 1.5 x 64
+    assert net.middle[4][0].sca[0].kernel_size == (48, 48)  # row 2, level 1
+    assert net.middle[2][0].sca[0].kernel_size == (24, 24)  # row 1, level 2
+    plain = tiny()
+    plain.load_state_dict(net.state_dict())  # TLC has no parameters
+    assert not any(p.kernel_size for p in plain.modules() if isinstance(p, LocalAvgPool2d))
+
+
+def test_local_changes_large_images_only():
+    torch.manual_seed(0)
+    plain = tiny().eval()
+    for p in plain.parameters():
+        if p.dim() == 4 and p.shape[0] == 1:
+            torch.nn.init.normal_(p, std=0.5)
+    local = M3SNetLocal(width=8, enc_blk_nums=[1, 1, 1, 1], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1],
+                        num_heads=2, train_size=(1, 3, 16, 16)).eval()
+    local.load_state_dict(plain.state_dict())
+    small, big = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.allclose(plain(small), local(small), atol=1e-6)  # windows of 24 cover 16 x 16
+        assert not torch.allclose(plain(big), local(big), atol=1e-4)
+
+
+M3SNET_OPTIONS = sorted(glob.glob(osp.join(REPO, 'options', '*', 'M3SNet_*.yml')))
+
+
+@pytest.mark.parametrize('path', M3SNET_OPTIONS, ids=[osp.basename(p) for p in M3SNET_OPTIONS])
+def test_option_files_use_the_released_order_and_test_with_tlc(path):
+    with open(path) as f:
+        opt = yaml.safe_load(f)
+    with torch.device('meta'):
+        net = build_network(dict(opt['network_g']))
+    assert net.ffm_order == 'released'
+    assert net.tlc == path.endswith('_test.yml')  # the authors test with M3SNetLocal
+    if net.tlc:
+        assert type(net) is M3SNetLocal and list(net.train_size)[-2:] == [256, 256]
+    width = 32 if 'width32' in path else 64
+    assert sum(p.numel() for p in net.parameters()) == pytest.approx(PRESETS[f'M3SNet-GoPro-width{width}'].params,
+                                                                     rel=5e-4)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from ecma_basicsr.archs.nafnet_arch import NAFNET_VARIANTS, LocalAvgPool2d, NAFBlock, NAFNet, NAFNetLocal
+from ecma_basicsr.archs.nafnet_arch import PRESETS, LocalAvgPool2d, NAFBlock, NAFNet, NAFNetLocal, tlc_windows
 from ecma_basicsr.archs.state_dict_check import CheckpointMismatchError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -96,13 +96,89 @@ def test_variants_and_overrides():
     assert NAFNet(variant='sidd-width32', width=8).width == 8
     with torch.device('meta'):
         assert NAFNet(variant='REDS-width64').enc_blk_nums == [1, 1, 1, 28]
-    with pytest.raises(ValueError, match='Unknown NAFNet variant'):
+        assert NAFNet(variant='NAFNet-SIDD-width64').middle_blk_num == 12  # the full preset name works too
+    with pytest.raises(ValueError, match="Unknown NAFNet variant 'GoPro-width16'; valid choices: GoPro-width32"):
         NAFNet(variant='GoPro-width16')
 
 
+def test_presets_give_the_published_parameter_counts():
+    for name, preset in PRESETS.items():
+        with torch.device('meta'):
+            net = NAFNet(**preset.kwargs)
+        assert round(sum(p.numel() for p in net.parameters()) / 1e6, 2) == round(preset.params / 1e6, 2), name
+        assert net.in_channels == 3 and net.upscale == 1
+
+
+def test_tlc_windows_use_the_padded_training_size():
+    """The authors fix each window in one pass at train_size, after padding it to a multiple of 16."""
+    assert tlc_windows(256, 0, 16) == ((384, 384), (5, 5))
+    assert tlc_windows((1, 3, 256, 256), 4, 16) == ((24, 24), (1, 1))
+    # 100 pads to 112: level 0 sees 112 px, window 112 * int(150) // 100 = 168 (not 150); 60 -> 64 * 90 // 60
+    assert tlc_windows((1, 3, 100, 60), 0, 16) == ((168, 96), (5, 5))
+    assert tlc_windows((1, 3, 100, 60), 2, 16) == ((42, 24), (1, 1))
+
+
+def test_tlc_window_is_the_map_size_at_train_size_times_the_ratio():
+    """Every pooling layer's window, from the map size it sees on a (padded) training input."""
+    train = (1, 3, 40, 24)
+    net = NAFNetLocal(**dict(SMALL, enc_blk_nums=[1, 1, 1], dec_blk_nums=[1, 1, 1]), train_size=train)
+    seen = {}
+    hooks = [m.register_forward_pre_hook(lambda m, a: seen.__setitem__(m, a[0].shape[-2:]))
+             for m in net.modules() if isinstance(m, LocalAvgPool2d)]
+    with torch.no_grad():
+        net(torch.rand(train))
+    for h in hooks:
+        h.remove()
+    assert len(seen) == 2 * 3 + 1
+    for pool, (fh, fw) in seen.items():
+        assert pool.kernel_size == (fh * 60 // 40, fw * 36 // 24)
+
+
+def loop_fast_means(x, kernel, max_stride):
+    """fast_imp written out with loops: means of k samples after each grid point, repeated, replicated."""
+    h, w = x.shape[-2:]
+    rh = min(max_stride[0], next(r for r in (5, 4, 3, 2, 1) if h % r == 0))
+    rw = min(max_stride[1], next(r for r in (5, 4, 3, 2, 1) if w % r == 0))
+    g = x[..., ::rh, ::rw].double()
+    gh, gw = g.shape[-2:]
+    kh, kw = min(gh - 1, kernel[0] // rh), min(gw - 1, kernel[1] // rw)
+    out = torch.empty(*x.shape[:2], gh - kh, gw - kw, dtype=torch.float64)
+    for i in range(gh - kh):
+        for j in range(gw - kw):
+            out[..., i, j] = g[..., i + 1:i + 1 + kh, j + 1:j + 1 + kw].mean((-2, -1))
+    out = out.repeat_interleave(rh, -2).repeat_interleave(rw, -1)
+    oh, ow = out.shape[-2:]
+    out = F.pad(out, ((w - ow) // 2, (w - ow + 1) // 2, (h - oh) // 2, (h - oh + 1) // 2), mode='replicate')
+    return out.float()
+
+
+@pytest.mark.parametrize('shape,kernel,max_stride', [((20, 30), (9, 12), (5, 5)), ((21, 16), (7, 5), (2, 3)),
+                                                      ((12, 12), (6, 6), (1, 1))])
+def test_fast_imp_pooling(shape, kernel, max_stride):
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, *shape)
+    y = LocalAvgPool2d(kernel, fast=True, max_stride=max_stride)(x)
+    assert y.shape == x.shape
+    assert torch.allclose(y, loop_fast_means(x, kernel, max_stride), atol=1e-6)
+    if max_stride != (1, 1):  # an approximation: not the exact local means
+        assert not torch.allclose(y, LocalAvgPool2d(kernel)(x), atol=1e-3)
+
+
+def test_fast_imp_is_a_different_network_function_from_exact_tlc():
+    torch.manual_seed(0)
+    exact = _randomise(NAFNetLocal(**SMALL, train_size=(1, 3, 32, 32)))
+    fast = NAFNetLocal(**SMALL, train_size=(1, 3, 32, 32), fast_imp=True).eval()
+    fast.load_state_dict(exact.state_dict())
+    assert all(m.fast for m in fast.modules() if isinstance(m, LocalAvgPool2d))
+    x = torch.rand(1, 3, 80, 120)
+    with torch.no_grad():
+        assert not torch.allclose(exact(x), fast(x), atol=1e-4)
+    exact.set_tlc(True, fast_imp=True)
+    with torch.no_grad():
+        assert torch.equal(exact(x), fast(x))
+
+
 NAFNET_OPTIONS = sorted(glob.glob(osp.join(REPO, 'options', '*', 'NAFNet_*.yml')))
-PUBLISHED = {'gopro-width32': 17.11e6, 'gopro-width64': 67.89e6, 'reds-width64': 67.89e6,
-             'sidd-width32': 29.16e6, 'sidd-width64': 115.98e6}
 
 
 @pytest.mark.parametrize('path', NAFNET_OPTIONS, ids=[osp.relpath(p, REPO) for p in NAFNET_OPTIONS])
@@ -114,9 +190,21 @@ def test_option_files_build_the_published_network(path):
     with torch.device('meta'):
         net = (NAFNetLocal if arch == 'NAFNetLocal' else NAFNet)(**net_opt)
     variant = osp.basename(path).split('_')[1].lower()
-    assert variant in NAFNET_VARIANTS
+    preset = PRESETS['NAFNet-' + {k.lower()[len('nafnet-'):]: k for k in PRESETS}[variant][len('NAFNet-'):]]
     n = sum(p.numel() for p in net.parameters())
-    assert math.isclose(n, PUBLISHED[variant], rel_tol=0.01)
+    assert math.isclose(n, preset.params, rel_tol=0.005)
     # TLC is the GoPro / REDS test protocol (NAFNet's published numbers); SIDD is tested without it.
     if path.endswith('_test.yml'):
         assert net.tlc == (not variant.startswith('sidd'))
+
+
+def test_the_authors_network_g_sections_build_the_published_networks():
+    """``network_g`` of megvii-research/NAFNet's GoPro test and SIDD option files, as they are."""
+    from basicsr.archs import build_network
+    gopro = dict(type='NAFNetLocal', width=64, enc_blk_nums=[1, 1, 1, 28], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1])
+    sidd = dict(type='NAFNet', width=32, enc_blk_nums=[2, 2, 4, 8], middle_blk_num=12, dec_blk_nums=[2, 2, 2, 2])
+    for net_opt, preset, tlc in ((gopro, 'NAFNet-GoPro-width64', True), (sidd, 'NAFNet-SIDD-width32', False)):
+        with torch.device('meta'):
+            net = build_network(dict(net_opt))
+        assert sum(p.numel() for p in net.parameters()) == pytest.approx(PRESETS[preset].params, rel=5e-4)
+        assert net.tlc == tlc and net.train_size == 256  # their default train_size (1, 3, 256, 256)

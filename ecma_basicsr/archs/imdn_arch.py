@@ -14,16 +14,24 @@ residual connection. Activations are LeakyReLU(0.05); the fourth conv has none.
 Module and parameter names match the authors' checkpoints (``fea_conv``, ``IMDB1`` ..
 ``IMDB6``, ``c``, ``LR_conv``, ``upsampler``), so ``IMDN_x{2,3,4}.pth`` load directly; their
 ``module.`` prefix is dropped by BasicSR (and by our checked ``load_state_dict``). Those files
-are bare state dicts: set ``param_key_g: ~`` in the option file. Parameters: 694,404 (x2),
-703,059 (x3) and 715,176 (x4); the paper reports 694K / 703K / 715K.
+are bare state dicts: set ``param_key_g: ~`` in the option file (the plugin's loader also takes a
+bare state dict when ``param_key_g`` names an entry it does not have). Parameters (:data:`PRESETS`):
+694,404 (x2), 703,059 (x3) and 715,176 (x4); the paper reports 694K / 703K / 715K.
+``IMDN(in_nc, nf, num_modules, out_nc, upscale)`` is the authors' constructor; fixtures made with
+their code agree within 4e-7 (``tests/test_golden.py``).
 """
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from ecma_basicsr.archs.presets import Preset
 from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
-__all__ = ['CCALayer', 'IMDB', 'IMDN']
+__all__ = ['CCALayer', 'IMDB', 'IMDN', 'PRESETS']
+
+_SOURCE = 'IMDN (Hui et al., ACM MM 2019), published parameter counts'
+PRESETS = {f'IMDN-x{s}': Preset('IMDN', dict(upscale=s), params=p, source=_SOURCE, scale=s)
+           for s, p in ((2, 694e3), (3, 703e3), (4, 715e3))}
 
 
 class CCALayer(nn.Module):
@@ -101,6 +109,7 @@ class IMDN(CheckedLoadMixin, nn.Module):
     def __init__(self, in_nc=3, nf=64, num_modules=6, out_nc=3, upscale=4, distillation_rate=0.25):
         super().__init__()
         self.in_nc, self.nf, self.num_modules, self.out_nc, self.upscale = in_nc, nf, num_modules, out_nc, upscale
+        self.in_channels = in_nc
         self.fea_conv = nn.Conv2d(in_nc, nf, 3, padding=1)
         for i in range(num_modules):
             self.add_module(f'IMDB{i + 1}', IMDB(nf, distillation_rate))

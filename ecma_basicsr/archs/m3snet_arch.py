@@ -31,15 +31,27 @@ GoPro-width32      32     16.73 M   16.73 M
 GoPro-width64      64     66.36 M   66.36 M
 =================  =====  ========  =========
 
-One choice was left open and is an argument: the order of the second FFM row. The paper's words
-("sequentially down to the lowest layer ... finally all information is fused into the original
-image resolution") describe the deep-to-shallow order, in which the level-0 node consumes the
-*row-2* level-1 node and therefore sees every level; that is our default,
-``ffm_order='sequential'``. The released code visits the row left to right, so the level-0 node
-consumes the *row-1* level-1 node (level 3 never reaches level 0); ``ffm_order='released'``
-reproduces it (same parameters, so the authors' checkpoints load and behave as published: state-
-dict keys follow their release, ``intro``, ``encoders``, ``middle_blks``, ``middle``,
-``middle_ups``, ...).
+One choice was left open by the paper and is an argument: the order of the second FFM row. The
+released code visits the row left to right, so the level-0 node consumes the *row-1* level-1 node (level
+3 never reaches level 0); that is the default, ``ffm_order='released'``, because the published
+checkpoints and numbers come from it. The paper's words ("sequentially down to the lowest layer ...
+finally all information is fused into the original image resolution") describe the deep-to-shallow
+order, in which the level-0 node consumes the *row-2* level-1 node and therefore sees every level:
+``ffm_order='sequential'`` (same parameters; a different function, so it needs its own training).
+
+Compatibility with the authors' release (checked numerically against fixtures made with their code,
+``tests/test_golden.py``):
+
+* State-dict keys are theirs (``intro``, ``encoders``, ``middle_blks``, ``middle``, ``middle_ups``,
+  ...). Their training script saves ``{'epoch', 'state_dict', 'optimizer'}`` with DataParallel's
+  ``module.`` prefix: BasicSR loads it with ``param_key_g: state_dict`` (the prefix is dropped).
+* ``M3SNet(img_channel, width, middle_blk_num, enc_blk_nums, dec_blk_nums)`` and ``M3SNetLocal(...,
+  train_size=(N, C, H, W), fast_imp=False)`` take their arguments. ``M3SNetLocal`` is the class their
+  GoPro / HIDE test scripts use: every SCA pooling (encoder, decoder and FFM NAFBlocks) becomes TLC's
+  local pooling, with the windows NAFNet's TLC sets (:func:`~ecma_basicsr.archs.nafnet_arch.tlc_windows`;
+  256 x 256 training patches by default).
+* Their forward zero-pads to a multiple of 16 and returns the padded result; ours crops it back to
+  the input size (the values inside are the same).
 
 Any H x W: the input is zero-padded to a multiple of ``2 ** len(enc_blk_nums)`` and cropped back.
 """
@@ -49,14 +61,17 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from ecma_basicsr.archs.arch_util import crop_to, pad_to_multiple
-from ecma_basicsr.archs.nafnet_arch import NAFBlock
+from ecma_basicsr.archs.nafnet_arch import NAFBlock, preset_for, set_tlc_windows
+from ecma_basicsr.archs.presets import Preset
 from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
-__all__ = ['MHAMB', 'M3SNet', 'M3SNET_VARIANTS']
+__all__ = ['MHAMB', 'M3SNet', 'M3SNetLocal', 'PRESETS']
 
-M3SNET_VARIANTS = {
-    'gopro-width32': dict(width=32, enc_blk_nums=[1, 1, 1, 28], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1]),
-    'gopro-width64': dict(width=64, enc_blk_nums=[1, 1, 1, 28], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1]),
+_GOPRO = dict(enc_blk_nums=[1, 1, 1, 28], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1])
+_SOURCE = 'M3SNet (Gao et al.), GoPro models'
+PRESETS = {
+    'M3SNet-GoPro-width32': Preset('M3SNet', dict(width=32, **_GOPRO), params=16.73e6, source=_SOURCE),
+    'M3SNet-GoPro-width64': Preset('M3SNet', dict(width=64, **_GOPRO), params=66.36e6, source=_SOURCE),
 }
 
 
@@ -108,21 +123,24 @@ class M3SNet(CheckedLoadMixin, nn.Module):
         enc_blk_nums (list[int]): NAFBlocks per encoder level (at least two levels).
         dec_blk_nums (list[int]): NAFBlocks per decoder level (deepest first).
         num_heads (int): MHAMB heads. Default: 8.
-        ffm_order (str): ``'sequential'`` (paper reading, default) or ``'released'`` (order of the
-            authors' code); see the module docstring.
-        variant (str | None): ``'GoPro-width32'`` or ``'GoPro-width64'`` (case-insensitive); explicit
-            keyword arguments override it. Without a variant the width-32 GoPro model is built.
+        ffm_order (str): ``'released'`` (the authors' code, default) or ``'sequential'`` (the paper's
+            wording); see the module docstring.
+        variant (str | None): ``'GoPro-width32'`` or ``'GoPro-width64'`` (case-insensitive; the full
+            names of :data:`PRESETS` work too); explicit keyword arguments override it. Without a variant
+            the width-32 GoPro model is built (the authors' defaults).
+        tlc (bool): TLC's local pooling in every SCA (what ``M3SNetLocal`` turns on).
+        train_size (int | tuple): Training patch TLC refers to; ``(N, C, H, W)`` accepted. Default 256.
+        tlc_ratio (float): TLC window / training patch. Default 1.5.
+        fast_imp (bool): With TLC, the authors' approximate pooling (see ``nafnet_arch``).
     """
 
     def __init__(self, img_channel=3, width=None, middle_blk_num=None, enc_blk_nums=None, dec_blk_nums=None,
-                 num_heads=8, ffm_order='sequential', variant=None):
+                 num_heads=8, ffm_order='released', variant=None, tlc=False, train_size=256, tlc_ratio=1.5,
+                 fast_imp=False):
         super().__init__()
-        cfg = dict(M3SNET_VARIANTS['gopro-width32'])
+        cfg = dict(PRESETS['M3SNet-GoPro-width32'].kwargs)
         if variant is not None:
-            key = variant.lower()
-            if key not in M3SNET_VARIANTS:
-                raise ValueError(f"Unknown M3SNet variant '{variant}'. Choose one of: GoPro-width32, GoPro-width64.")
-            cfg.update(M3SNET_VARIANTS[key])
+            cfg.update(preset_for(PRESETS, 'M3SNet-', variant, 'M3SNet variant').kwargs)
         for k, v in dict(width=width, middle_blk_num=middle_blk_num, enc_blk_nums=enc_blk_nums,
                          dec_blk_nums=dec_blk_nums).items():
             if v is not None:
@@ -134,7 +152,8 @@ class M3SNet(CheckedLoadMixin, nn.Module):
         if levels < 2:
             raise ValueError('M3SNet needs at least two encoder levels for its feature fusion middleware.')
         if ffm_order not in ('sequential', 'released'):
-            raise ValueError(f"ffm_order must be 'sequential' or 'released', got '{ffm_order}'")
+            raise ValueError(f"ffm_order must be 'released' or 'sequential', got '{ffm_order}'")
+        self.in_channels, self.upscale = img_channel, 1
         self.ffm_order = ffm_order
         self.levels = levels
         self.width = cfg['width']
@@ -166,6 +185,30 @@ class M3SNet(CheckedLoadMixin, nn.Module):
                 self.middle.append(nn.Sequential(NAFBlock(self.width * 2 ** lvl)))
                 self.middle_ups.append(_up(self.width * 2 ** (lvl + 1)))
         self.padder_size = 2 ** levels
+        self.train_size, self.tlc_ratio, self.fast_imp = train_size, tlc_ratio, bool(fast_imp)
+        self.tlc = False
+        self.set_tlc(tlc)
+
+    def tlc_levels(self):
+        """``[(blocks, level)]`` of every NAFBlock stage, FFM nodes included (level 0 = full resolution)."""
+        levels = [(blocks, i) for i, blocks in enumerate(self.encoders)]
+        levels += [(blocks, self.levels - 1 - j) for j, blocks in enumerate(self.decoders)]
+        rows = list(range(self.levels - 1)) + list(range(self.levels - 2))
+        levels += [(node, lvl) for node, lvl in zip(self.middle, rows)]
+        return levels
+
+    def set_tlc(self, enabled=True, train_size=None, ratio=None, fast_imp=None):
+        """Turn TLC on or off (no parameters involved: ``M3SNet`` and ``M3SNetLocal`` share checkpoints)."""
+        if train_size is not None:
+            self.train_size = train_size
+        if ratio is not None:
+            self.tlc_ratio = ratio
+        if fast_imp is not None:
+            self.fast_imp = bool(fast_imp)
+        self.tlc = bool(enabled)
+        set_tlc_windows(self.tlc_levels(), self.tlc, self.train_size, self.padder_size, self.tlc_ratio,
+                        self.fast_imp)
+        return self
 
     def _fuse(self, node, shallow, deep):
         return self.middle[node](shallow + self.middle_ups[node](deep))
@@ -200,3 +243,14 @@ class M3SNet(CheckedLoadMixin, nn.Module):
     def config_summary(self):
         return (f'M3SNet(width={self.width}, enc_blk_nums={self.enc_blk_nums}, middle_blk_num={self.middle_blk_num}, '
                 f'dec_blk_nums={self.dec_blk_nums}, ffm_order={self.ffm_order!r})')
+
+
+@ARCH_REGISTRY.register()
+class M3SNetLocal(M3SNet):
+    """``M3SNet`` with TLC switched on: the authors' test-time class (their GoPro / HIDE test script).
+
+    Takes their arguments (``train_size=(N, C, H, W)``, default 256 x 256, and ``fast_imp``) besides ours.
+    """
+
+    def __init__(self, *args, tlc=True, **kwargs):
+        super().__init__(*args, tlc=tlc, **kwargs)

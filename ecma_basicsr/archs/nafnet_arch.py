@@ -19,8 +19,8 @@ LayerNorm, GELU, channel attention) and then removes the nonlinear activations f
   patch (scaled to each U-Net level), so full-resolution test images see the same statistics
   range as the 256 x 256 training crops.
 
-Presets (``variant``) reproduce the published configurations; parameter counts printed by
-``python -c "from ecma_basicsr.archs.nafnet_arch import print_presets; print_presets()"``:
+Presets (:data:`PRESETS`, ``variant``) reproduce the published configurations; parameter counts
+printed by ``python -c "from ecma_basicsr.archs.nafnet_arch import print_presets; print_presets()"``:
 
 =================  =====  ==============  ======  ============  ==========  =========
 variant            width  enc            middle  dec           ours        published
@@ -32,8 +32,22 @@ SIDD-width32       32     2,2,4,8         12      2,2,2,2       29.16 M     29.1
 SIDD-width64       64     2,2,4,8         12      2,2,2,2       115.98 M    115.98 M
 =================  =====  ==============  ======  ============  ==========  =========
 
-State-dict keys follow the authors' release (``intro``, ``encoders.i.j.conv1``, ``sca.1``, ``beta``
-...), so their published ``.pth`` files load with ``param_key_g: params``.
+Compatibility with the authors' release (github.com/megvii-research/NAFNet, read for facts only; checked
+numerically against fixtures made with their code, ``tests/test_golden.py``):
+
+* State-dict keys are theirs (``intro``, ``encoders.i.j.conv1``, ``sca.1``, ``beta`` ...), so their
+  published ``.pth`` files load with ``param_key_g: params``.
+* ``NAFNet(img_channel, width, middle_blk_num, enc_blk_nums, dec_blk_nums)`` and
+  ``NAFNetLocal(..., train_size=(N, C, H, W), fast_imp=False)`` take their arguments, so the
+  ``network_g`` section of their option files builds the same network.
+* TLC windows follow their conversion pass: it runs the network once on a ``train_size`` input, which
+  the forward first zero-pads to a multiple of 16, and sets the window of a pooling layer whose
+  feature map is h_l pixels high to ``h_l * int(1.5 H) // H`` (H the unpadded training height, same
+  for W). For H a multiple of 16 that is 1.5 H / 2**level; for other H it is larger.
+* ``fast_imp=True`` is their approximate pooling: window sums on a grid strided by the largest of
+  5, 4, 3, 2, 1 that divides the map (capped at ``5 * h_l // H``), each window shortened to a multiple
+  of the stride, nearest upsampling back, replicate padding at the borders. It is not the exact
+  TLC; it is provided because their option files may set it.
 """
 import re
 
@@ -42,17 +56,35 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from ecma_basicsr.archs.arch_util import crop_to, pad_to_multiple
+from ecma_basicsr.archs.presets import Preset, resolve_preset
 from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
-__all__ = ['LayerNorm2d', 'SimpleGate', 'LocalAvgPool2d', 'NAFBlock', 'NAFNet', 'NAFNetLocal', 'NAFNET_VARIANTS']
+__all__ = ['LayerNorm2d', 'SimpleGate', 'LocalAvgPool2d', 'NAFBlock', 'NAFNet', 'NAFNetLocal', 'PRESETS',
+           'tlc_windows']
 
-NAFNET_VARIANTS = {
-    'gopro-width32': dict(width=32, enc_blk_nums=[1, 1, 1, 28], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1]),
-    'gopro-width64': dict(width=64, enc_blk_nums=[1, 1, 1, 28], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1]),
-    'reds-width64': dict(width=64, enc_blk_nums=[1, 1, 1, 28], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1]),
-    'sidd-width32': dict(width=32, enc_blk_nums=[2, 2, 4, 8], middle_blk_num=12, dec_blk_nums=[2, 2, 2, 2]),
-    'sidd-width64': dict(width=64, enc_blk_nums=[2, 2, 4, 8], middle_blk_num=12, dec_blk_nums=[2, 2, 2, 2]),
+_GOPRO = dict(enc_blk_nums=[1, 1, 1, 28], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1])
+_SIDD = dict(enc_blk_nums=[2, 2, 4, 8], middle_blk_num=12, dec_blk_nums=[2, 2, 2, 2])
+_SOURCE = 'NAFNet (Chen et al., ECCV 2022), published models'
+PRESETS = {
+    'NAFNet-GoPro-width32': Preset('NAFNet', dict(width=32, **_GOPRO), params=17.11e6, source=_SOURCE),
+    'NAFNet-GoPro-width64': Preset('NAFNet', dict(width=64, **_GOPRO), params=67.89e6, source=_SOURCE),
+    'NAFNet-REDS-width64': Preset('NAFNet', dict(width=64, **_GOPRO), params=67.89e6, source=_SOURCE),
+    'NAFNet-SIDD-width32': Preset('NAFNet', dict(width=32, **_SIDD), params=29.16e6, source=_SOURCE),
+    'NAFNet-SIDD-width64': Preset('NAFNet', dict(width=64, **_SIDD), params=115.98e6, source=_SOURCE),
 }
+# the authors' pooling strides for fast_imp, largest first
+_FAST_STRIDES = (5, 4, 3, 2, 1)
+
+
+def preset_for(presets, prefix, variant, what):
+    """``variant`` (``'GoPro-width32'`` or the full preset name ``'NAFNet-GoPro-width32'``) in ``presets``."""
+    name = variant if str(variant).lower().startswith(prefix.lower()) else f'{prefix}{variant}'
+    try:
+        return resolve_preset(presets, name, what)
+    except ValueError:
+        short = ', '.join(k[len(prefix):] for k in presets)
+        raise ValueError(f"Unknown {what} '{variant}'; valid choices: {short} (or with the '{prefix}' prefix).") \
+            from None
 
 
 class LayerNorm2d(nn.Module):
@@ -99,29 +131,59 @@ class LocalAvgPool2d(nn.Module):
 
     Args:
         kernel_size (int | tuple[int, int] | None): Local window (H, W), or None for global.
+        fast (bool): The authors' approximation (``fast_imp``, see the module docstring) instead of
+            the exact window means.
+        max_stride (tuple[int, int]): Cap on the approximation's sampling stride per axis (the
+            authors' ``5 * h_l // H``, computed by :func:`tlc_windows`).
     """
 
-    def __init__(self, kernel_size=None):
+    def __init__(self, kernel_size=None, fast=False, max_stride=(5, 5)):
         super().__init__()
         if isinstance(kernel_size, int):
             kernel_size = (kernel_size, kernel_size)
         self.kernel_size = None if kernel_size is None else tuple(int(k) for k in kernel_size)
+        self.fast = bool(fast)
+        self.max_stride = tuple(int(r) for r in max_stride)
 
     def forward(self, x):
         h, w = x.shape[-2:]
         if self.kernel_size is None or (self.kernel_size[0] >= h and self.kernel_size[1] >= w):
             return x.mean(dim=(2, 3), keepdim=True)
+        mean = self._strided_means(x) if self.fast else None
+        if mean is None:
+            mean = self._exact_means(x)
+        vh, vw = mean.shape[-2:]
+        pad = ((w - vw) // 2, (w - vw + 1) // 2, (h - vh) // 2, (h - vh + 1) // 2)
+        return nn.functional.pad(mean, pad, mode='replicate')
+
+    def _exact_means(self, x):
+        h, w = x.shape[-2:]
         kh, kw = min(self.kernel_size[0], h), min(self.kernel_size[1], w)
         # Integral image in float64: at 720x1280 a float32 running sum loses ~3 digits.
         s = x.double().cumsum(2).cumsum(3)
         s = nn.functional.pad(s, (1, 0, 1, 0))
         mean = (s[..., kh:, kw:] - s[..., :-kh, kw:] - s[..., kh:, :-kw] + s[..., :-kh, :-kw]) / (kh * kw)
-        vh, vw = mean.shape[-2:]
-        pad = ((w - vw) // 2, (w - vw + 1) // 2, (h - vh) // 2, (h - vh + 1) // 2)
-        return nn.functional.pad(mean.to(x.dtype), pad, mode='replicate')
+        return mean.to(x.dtype)
+
+    def _strided_means(self, x):
+        """The authors' ``fast_imp``: window means on a strided grid, repeated back; None if degenerate."""
+        h, w = x.shape[-2:]
+        rh = min(self.max_stride[0], next(r for r in _FAST_STRIDES if h % r == 0))
+        rw = min(self.max_stride[1], next(r for r in _FAST_STRIDES if w % r == 0))
+        s = x[..., ::rh, ::rw].double().cumsum(2).cumsum(3)
+        sh, sw = s.shape[-2:]
+        kh, kw = min(sh - 1, self.kernel_size[0] // rh), min(sw - 1, self.kernel_size[1] // rw)
+        if kh < 1 or kw < 1:
+            # The authors' code divides by zero here (a map a single stride high or wide).
+            return None
+        # No zero row / column in front (the authors' indexing): a window sums the kh samples after
+        # its first one, so there are sh - kh windows per column, not sh - kh + 1.
+        mean = (s[..., kh:, kw:] - s[..., :-kh, kw:] - s[..., kh:, :-kw] + s[..., :-kh, :-kw]) / (kh * kw)
+        mean = mean.repeat_interleave(rh, dim=2).repeat_interleave(rw, dim=3)  # nearest upsampling
+        return mean.to(x.dtype)
 
     def extra_repr(self):
-        return f'kernel_size={self.kernel_size}'
+        return f'kernel_size={self.kernel_size}, fast={self.fast}'
 
 
 class NAFBlock(nn.Module):
@@ -156,9 +218,9 @@ class NAFBlock(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
         self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
 
-    def set_tlc_kernel(self, kernel_size):
-        """Switch SCA's pooling between global (None) and a local TLC window."""
-        self.sca[0] = LocalAvgPool2d(kernel_size)
+    def set_tlc_kernel(self, kernel_size, fast=False, max_stride=(5, 5)):
+        """Switch SCA's pooling between global (None) and a local TLC window (see LocalAvgPool2d)."""
+        self.sca[0] = LocalAvgPool2d(kernel_size, fast=fast, max_stride=max_stride)
 
     def forward(self, inp):
         x = self.conv2(self.conv1(self.norm1(inp)))
@@ -170,10 +232,35 @@ class NAFBlock(nn.Module):
         return y + self.dropout2(x) * self.gamma
 
 
-def _tlc_window(train_size, ratio, level):
-    """TLC window at U-Net ``level``: ``ratio`` x the training patch, divided by 2**level."""
-    th, tw = (train_size, train_size) if isinstance(train_size, int) else tuple(train_size)[-2:]
-    return int(th * ratio) // 2 ** level, int(tw * ratio) // 2 ** level
+def tlc_windows(train_size, level, multiple, ratio=1.5):
+    """TLC window and fast-pooling stride cap at U-Net ``level``, as the authors' conversion sets them.
+
+    Args:
+        train_size (int | tuple): Training patch: H = W, ``(H, W)`` or ``(N, C, H, W)``.
+        level (int): 0 at full resolution, one more per 2x downsampling.
+        multiple (int): The network zero-pads its input to this multiple (2**levels).
+        ratio (float): Window / training patch (1.5).
+
+    Returns:
+        tuple: ``((kh, kw), (max_stride_h, max_stride_w))``.
+    """
+    size = (train_size, train_size) if isinstance(train_size, int) else tuple(train_size)[-2:]
+    windows, strides = [], []
+    for t in size:
+        t = int(t)
+        feat = -(-t // multiple) * multiple // 2 ** level  # map size in the authors' conversion pass
+        windows.append(feat * int(t * ratio) // t)
+        strides.append(max(1, _FAST_STRIDES[0] * feat // t))
+    return tuple(windows), tuple(strides)
+
+
+def set_tlc_windows(levels, enabled, train_size, multiple, ratio, fast):
+    """Give every NAFBlock of ``levels`` (``[(blocks, level)]``) its TLC pooling, or global pooling."""
+    for blocks, level in levels:
+        window, stride = tlc_windows(train_size, level, multiple, ratio)
+        for block in blocks:
+            if isinstance(block, NAFBlock):
+                block.set_tlc_kernel(window if enabled else None, fast, stride)
 
 
 @ARCH_REGISTRY.register()
@@ -185,33 +272,30 @@ class NAFNet(CheckedLoadMixin, nn.Module):
 
     Args:
         img_channel (int): Input / output channels.
-        width (int): Channels of the first stage (doubled at every down-sampling).
+        width (int): Channels of the first stage (doubled at every down-sampling). Default 16.
         middle_blk_num (int): Blocks at the lowest resolution.
         enc_blk_nums (list[int]): Blocks per encoder stage.
         dec_blk_nums (list[int]): Blocks per decoder stage (deepest first).
         dw_expand (int): NAFBlock depthwise expansion.
         ffn_expand (int): NAFBlock feed-forward expansion.
         drop_out_rate (float): NAFBlock dropout.
-        variant (str): One of ``GoPro-width32``, ``GoPro-width64``, ``REDS-width64``,
-            ``SIDD-width32``, ``SIDD-width64`` (case-insensitive). Sets width and block counts;
-            explicit keyword arguments override it.
+        variant (str): A preset: ``GoPro-width32``, ``GoPro-width64``, ``REDS-width64``,
+            ``SIDD-width32``, ``SIDD-width64`` (case-insensitive; the full names of :data:`PRESETS`,
+            e.g. ``NAFNet-GoPro-width32``, work too). Explicit keyword arguments override it.
         tlc (bool): Use TLC's local statistics in every SCA (the GoPro / REDS test setting).
         train_size (int | tuple): Training patch size TLC refers to (256 for NAFNet); an
             ``(N, C, H, W)`` tuple as in the authors' option files is accepted too.
         tlc_ratio (float): TLC window / training patch (1.5 in the authors' code).
+        fast_imp (bool): With TLC, the authors' approximate pooling instead of the exact one.
     """
 
     def __init__(self, img_channel=3, width=None, middle_blk_num=None, enc_blk_nums=None, dec_blk_nums=None,
                  dw_expand=2, ffn_expand=2, drop_out_rate=0.0, variant=None, tlc=False, train_size=256,
-                 tlc_ratio=1.5):
+                 tlc_ratio=1.5, fast_imp=False):
         super().__init__()
         cfg = dict(width=16, middle_blk_num=1, enc_blk_nums=[], dec_blk_nums=[])
         if variant is not None:
-            key = variant.lower()
-            if key not in NAFNET_VARIANTS:
-                raise ValueError(f"Unknown NAFNet variant '{variant}'. Choose one of: "
-                                 f"GoPro-width32, GoPro-width64, REDS-width64, SIDD-width32, SIDD-width64.")
-            cfg.update(NAFNET_VARIANTS[key])
+            cfg.update(preset_for(PRESETS, 'NAFNet-', variant, 'NAFNet variant').kwargs)
         for k, v in dict(width=width, middle_blk_num=middle_blk_num, enc_blk_nums=enc_blk_nums,
                          dec_blk_nums=dec_blk_nums).items():
             if v is not None:
@@ -219,13 +303,15 @@ class NAFNet(CheckedLoadMixin, nn.Module):
         if len(cfg['enc_blk_nums']) != len(cfg['dec_blk_nums']):
             raise ValueError(f"enc_blk_nums {cfg['enc_blk_nums']} and dec_blk_nums {cfg['dec_blk_nums']} "
                              'must have the same length (one decoder stage per encoder stage).')
-        self.img_channel = img_channel
+        self.img_channel = self.in_channels = img_channel
+        self.upscale = 1
         self.width = cfg['width']
         self.enc_blk_nums = list(cfg['enc_blk_nums'])
         self.dec_blk_nums = list(cfg['dec_blk_nums'])
         self.middle_blk_num = cfg['middle_blk_num']
         self.train_size = train_size
         self.tlc_ratio = tlc_ratio
+        self.fast_imp = bool(fast_imp)
 
         def stage(chan, n):
             return nn.Sequential(*[NAFBlock(chan, dw_expand, ffn_expand, drop_out_rate) for _ in range(n)])
@@ -251,21 +337,25 @@ class NAFNet(CheckedLoadMixin, nn.Module):
         self.tlc = False
         self.set_tlc(tlc)
 
-    def set_tlc(self, enabled=True, train_size=None, ratio=None):
+    def tlc_levels(self):
+        """``[(blocks, level)]`` for every stage whose NAFBlocks pool (level 0 = full resolution)."""
+        depth = len(self.encoders)
+        levels = [(blocks, i) for i, blocks in enumerate(self.encoders)]
+        levels.append((self.middle_blks, depth))
+        levels += [(blocks, depth - 1 - j) for j, blocks in enumerate(self.decoders)]
+        return levels
+
+    def set_tlc(self, enabled=True, train_size=None, ratio=None, fast_imp=None):
         """Turn TLC on or off (it has no parameters, so a trained model can switch at test time)."""
         if train_size is not None:
             self.train_size = train_size
         if ratio is not None:
             self.tlc_ratio = ratio
+        if fast_imp is not None:
+            self.fast_imp = bool(fast_imp)
         self.tlc = bool(enabled)
-        depth = len(self.encoders)
-        levels = [(blocks, i) for i, blocks in enumerate(self.encoders)]
-        levels.append((self.middle_blks, depth))
-        levels += [(blocks, depth - 1 - j) for j, blocks in enumerate(self.decoders)]
-        for blocks, level in levels:
-            window = _tlc_window(self.train_size, self.tlc_ratio, level) if self.tlc else None
-            for block in blocks:
-                block.set_tlc_kernel(window)
+        set_tlc_windows(self.tlc_levels(), self.tlc, self.train_size, self.padder_size, self.tlc_ratio,
+                        self.fast_imp)
         return self
 
     def forward(self, inp):
@@ -281,6 +371,10 @@ class NAFNet(CheckedLoadMixin, nn.Module):
             x = decoder(up(x) + skip)
         x = self.ending(x) + x_in
         return crop_to(x, size)
+
+    def config_summary(self):
+        return (f'NAFNet(img_channel={self.img_channel}, width={self.width}, enc_blk_nums={self.enc_blk_nums}, '
+                f'middle_blk_num={self.middle_blk_num}, dec_blk_nums={self.dec_blk_nums})')
 
     def config_summary(self):
         return (f'NAFNet(img_channel={self.img_channel}, width={self.width}, enc_blk_nums={self.enc_blk_nums}, '
@@ -305,17 +399,23 @@ class NAFNet(CheckedLoadMixin, nn.Module):
                 f'enc_blk_nums={count("encoders")}, middle_blk_num={middle}, dec_blk_nums={count("decoders")}.')
 
 
+
 @ARCH_REGISTRY.register()
 class NAFNetLocal(NAFNet):
-    """``NAFNet`` with TLC switched on: the name the authors' GoPro / REDS test options use."""
+    """``NAFNet`` with TLC switched on: the authors' class for their GoPro / REDS tests.
+
+    Takes their arguments (``train_size=(N, C, H, W)``, default 256 x 256, and ``fast_imp``) besides
+    ours; ``NAFNetLocal`` and ``NAFNet`` share the state dict (TLC has no parameters).
+    """
 
     def __init__(self, *args, tlc=True, **kwargs):
-        kwargs.pop('fast_imp', None)  # authors' option: an approximate pooling; we always pool exactly
         super().__init__(*args, tlc=tlc, **kwargs)
 
 
 def print_presets():
     """Print the parameter count of every preset (the table in the module docstring)."""
-    for name in ('GoPro-width32', 'GoPro-width64', 'REDS-width64', 'SIDD-width32', 'SIDD-width64'):
-        net = NAFNet(variant=name)
-        print(f'NAFNet {name:15s} {sum(p.numel() for p in net.parameters()) / 1e6:8.2f} M')
+    for name, preset in PRESETS.items():
+        with torch.device('meta'):
+            net = NAFNet(**preset.kwargs)
+        print(f'{name:22s} {sum(p.numel() for p in net.parameters()) / 1e6:8.2f} M  '
+              f'(published {preset.params / 1e6:.2f} M)')

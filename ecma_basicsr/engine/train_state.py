@@ -420,6 +420,9 @@ def _wrap_resume_training(original):
     return resume_training
 
 
+_WEIGHT_KEYS = ('params', 'params_ema', 'state_dict', 'model')
+
+
 def _load_network(self, net, load_path, strict=True, param_key='params'):
     """BaseModel.load_network with weights-only loading and a clear error for a missing key."""
     from copy import deepcopy
@@ -432,13 +435,21 @@ def _load_network(self, net, load_path, strict=True, param_key='params'):
     if param_key is not None:
         if not isinstance(load_net, dict):
             raise CheckpointError(f"'{load_path}' holds a {type(load_net).__name__}, not a dict of weights.")
-        if param_key not in load_net and 'params' in load_net:
-            param_key = 'params'
-            logger.info('Loading: params_ema does not exist, use params.')
         if param_key not in load_net:
-            raise CheckpointError(f"'{load_path}' has no '{param_key}' entry (entries: {sorted(load_net)[:8]}). Set "
-                                  f'path:param_key_g to one of them, or ~ when the file is a bare state dict.')
-        load_net = load_net[param_key]
+            # Published checkpoints wrap their weights differently: BasicSR 'params' / 'params_ema',
+            # 'state_dict' (e.g. M3SNet), 'model' (e.g. IRNeXt), or nothing (a bare state dict, e.g. IMDN).
+            found = next((k for k in _WEIGHT_KEYS if isinstance(load_net.get(k), dict)), None)
+            if found is None and load_net and all(torch.is_tensor(v) for v in load_net.values()):
+                logger.info(f"Loading: '{load_path}' has no '{param_key}' entry; it is a bare state dict.")
+                param_key = None
+            elif found is None:
+                raise CheckpointError(f"'{load_path}' has no '{param_key}' entry (entries: {sorted(load_net)[:8]}). "
+                                      'Set path:param_key_g to one of them, or ~ when the file is a bare state dict.')
+            else:
+                logger.info(f"Loading: '{param_key}' does not exist in '{load_path}', use '{found}'.")
+                param_key = found
+        if param_key is not None:
+            load_net = load_net[param_key]
     logger.info(f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
     for k, v in deepcopy(load_net).items():
         if k.startswith('module.'):

@@ -1,15 +1,13 @@
 """IRNeXt's dual-domain loss over its three outputs (IRNeXt, ICML 2023, Sec. 3.4, Eq. 8-10).
 
 ``L = sum_i mean|I_i - Y_i| + lambda * sum_i mean|F(I_i) - F(Y_i)|`` over the 1/4, 1/2 and full
-resolution predictions I_i, with lambda = 0.1 (Eq. 10). Y_i is the ground truth brought to the
-size of I_i by area averaging (2x2 means at each halving, the way the network builds its input
-pyramid). At 1/2 this equals the bilinear x0.5 of the authors' release; at 1/4 the release's
-bilinear x0.25 (no antialiasing) samples 2 of every 4 rows and columns, we average all 16
-pixels (the paper does not say). The frequency
-term is :class:`~ecma_basicsr.losses.fft_loss.FFTLoss` (L1 on the real and imaginary parts of
-the 2-D FFT, mean over both), reused rather than re-implemented; its mean over real and
-imaginary parts is also what the released IRNeXt training uses with lambda = 0.1 (Eq. 9's 1/P
-normalisation, read as the mean).
+resolution predictions I_i, with lambda = 0.1 (Eq. 10). Y_i is the ground truth resized to the size of
+I_i as the authors' release does it (the paper does not say): bilinear interpolation with
+``align_corners=False`` and no antialiasing (at 1/2 that is the 2x2 mean; at 1/4 it averages the two
+middle rows and columns of every 4 x 4 cell). The frequency term is
+:class:`~ecma_basicsr.losses.fft_loss.FFTLoss` (L1 on the real and imaginary parts of the 2-D FFT, mean
+over both), reused rather than re-implemented; its mean over real and imaginary parts is also what the
+released IRNeXt training uses with lambda = 0.1 (Eq. 9's 1/P normalisation, read as the mean).
 
 Use from an option file (BasicSR's ``SRModel`` or our ``ECMAModel``)::
 
@@ -32,10 +30,10 @@ from ecma_basicsr.losses.fft_loss import FFTLoss
 
 
 def match_size(target, size):
-    """``target`` averaged down to ``size`` (unchanged when it already has that size)."""
+    """``target`` resized to ``size`` the release's way (bilinear; unchanged when it has that size)."""
     if tuple(target.shape[-2:]) == tuple(size):
         return target
-    return F.adaptive_avg_pool2d(target, size)
+    return F.interpolate(target, size=tuple(size), mode='bilinear', align_corners=False)
 
 
 @LOSS_REGISTRY.register()
@@ -62,7 +60,7 @@ class IRNeXtLoss(nn.Module):
         """
         Args:
             pred (Tensor | list[Tensor]): The full-resolution output, or all outputs (any order;
-                each is compared with the target averaged to its size).
+                each is compared with the target resized to its size).
             target (Tensor): Full-resolution ground truth (N, C, H, W).
             weight (Tensor, optional): Element-wise weights; only for a single full-size output.
         """

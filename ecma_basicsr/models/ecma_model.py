@@ -22,7 +22,9 @@ Adds to ``basicsr.models.SRModel``:
 Resume (data position, RNG states) and atomic checkpoints are handled for every BasicSR model
 by :mod:`ecma_basicsr.engine.train_state`.
 
-Validation (PSNR/SSIM per the ``val: metrics`` options) is SRModel's.
+Validation (PSNR/SSIM per the ``val: metrics`` options) is SRModel's. BasicSR's ``SwinIR`` gets the
+authors' reflect-pad-and-crop around its forward (:mod:`ecma_basicsr.archs.window_padding`), so it
+validates and tests on any image size.
 """
 import contextlib
 from collections import OrderedDict
@@ -34,6 +36,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ecma_basicsr.archs import fuse_for_inference
+from ecma_basicsr.archs.window_padding import add_window_padding
 from ecma_basicsr.engine.checkpoint import list_states
 
 
@@ -70,6 +73,12 @@ def amp_dtype(value, device):
 @MODEL_REGISTRY.register()
 class ECMAModel(SRModel):
     """Image restoration model for ECMA (and any network: it only adds losses/optimizers)."""
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        for net in (self.net_g, getattr(self, 'net_g_ema', None)):
+            if net is not None:
+                add_window_padding(self.get_bare_model(net))
 
     def init_training_settings(self):
         train_opt = self.opt['train']
