@@ -121,6 +121,8 @@ PUBLISHED_FORMAT = {
     'M3SNet': (lambda sd: {'epoch': 1, 'state_dict': _module_prefixed(sd), 'optimizer': {}}, 'state_dict'),
     'IRNeXt': (lambda sd: {'model': sd}, 'model'),  # .pkl files of the release
     'SwinIR': (lambda sd: {'params': sd}, 'params'),
+    # Lightning .ckpt files: the network under 'model.' in 'state_dict', beside the engine's other entries
+    'GRL': (lambda sd: {'state_dict': {'model.' + k: v for k, v in sd.items()}, 'epoch': 1}, 'state_dict'),
 }
 
 
