@@ -2,14 +2,18 @@
 
 TINY cases: built through BasicSR's registry from an option-style dict, then forward on odd
 sizes (output = input size x scale), backward (every parameter gets a finite gradient).
-FULL cases: the published configuration's parameter count within the case's tolerance.
+Presets: every published configuration in the arch files' ``PRESETS`` tables has its published parameter
+count within the preset's tolerance (``test_options.py`` holds every option file's network to its preset).
 """
 import pytest
 import torch
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from network_cases import FULL, TINY
+from ecma_basicsr.archs.presets import all_presets
+from network_cases import TINY
+
+PRESETS = {name: p for name, p in all_presets().items() if p.params}
 
 SIZES = [(1, 1), (37, 53), (16, 9)]
 
@@ -44,16 +48,20 @@ def test_backward_reaches_every_parameter(case):
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize('case', FULL, ids=[c.id for c in FULL])
-def test_published_parameter_count(case):
-    net = build(case)
-    n = sum(p.numel() for p in net.parameters())
-    assert abs(n / case.params - 1) <= case.rtol, f'{case.id}: {n / 1e6:.3f} M vs published {case.params / 1e6:.2f} M'
+def _params(arch, kwargs):
+    return sum(p.numel() for p in build_network({'type': arch, **kwargs}).parameters())
+
+
+@pytest.mark.parametrize('name', sorted(PRESETS))
+def test_published_parameter_count(name):
+    p = PRESETS[name]
+    n = _params(p.arch, p.kwargs)
+    assert abs(n / p.params - 1) <= p.rtol, f'{name}: {n / 1e6:.3f} M vs published {p.params / 1e6:.2f} M ({p.source})'
 
 
 def test_every_plugin_arch_has_a_case():
     import ecma_basicsr.archs as archs_pkg
-    ours = {name for name, obj in ARCH_REGISTRY._obj_map.items()
+    ours = {name for name, obj in ARCH_REGISTRY
             if getattr(obj, '__module__', '').startswith(archs_pkg.__name__)}
     covered = {c.arch for c in TINY}
     assert ours <= covered, f'registered networks without a TINY case in tests/network_cases.py: {ours - covered}'

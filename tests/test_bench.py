@@ -204,7 +204,7 @@ def test_spec_grammar(tmp_path):
     spec = parse_spec('mine=ECMA:variant=T,enc_blocks=[1,1,2,9],large_kernel_mode=spatial@w.pth')
     assert (spec.label, spec.arch, spec.checkpoint, spec.scale, spec.task) == ('mine', 'ECMA', 'w.pth', 1, 'restore')
     assert spec.kwargs == dict(variant='T', enc_blocks=[1, 1, 2, 9], large_kernel_mode='spatial')
-    assert parse_spec('swinir-light-x4').pad_multiple == 8 and parse_spec('SwinIR-light-x4').scale == 4
+    assert parse_spec('swinir-light-x4').arch == 'SwinIR' and parse_spec('SwinIR-light-x4').scale == 4
     opt = tmp_path / 'o.yml'
     opt.write_text('name: from_yml\nscale: 3\nnetwork_g:\n  type: IMDN\n  upscale: 3\n  nf: 8\n')
     spec = parse_spec(str(opt))

@@ -52,14 +52,33 @@ def test_there_are_option_files_for_every_table():
     assert {f'train_ECMA_SR_x{s}.yml' for s in (2, 3, 4)} <= set(IDS)
 
 
+def _preset_of(network):
+    """The preset an option file's network_g builds: same arch, every argument of the preset set alike."""
+    from ecma_basicsr.archs.presets import all_presets
+
+    def same(a, b):
+        if isinstance(a, str):
+            return str(b).lower() == a.lower()
+        return list(a) == list(b) if isinstance(a, (list, tuple)) else a == b
+
+    matches = [(len(p.kwargs), name, p) for name, p in all_presets().items() if p.arch == network['type'] and p.params
+               and all(k in network and same(v, network[k]) for k, v in p.kwargs.items())]
+    return max(matches, key=lambda m: m[0])[1:] if matches else (None, None)
+
+
 @pytest.mark.parametrize('path', FILES, ids=IDS)
-def test_option_file_is_valid(path):
+def test_option_file_is_valid_and_its_network_has_the_published_size(path):
     opt = load(path)
     for key in ('name', 'model_type', 'network_g', 'datasets'):
         assert key in opt, f'{path} lacks {key}'
     assert not check_registered_types(opt)
     with torch.device('meta'):
-        build_network(dict(opt['network_g']))
+        net = build_network(dict(opt['network_g']))
+    name, preset = _preset_of(opt['network_g'])
+    assert preset, f"{path}: network_g {opt['network_g']} is no preset's configuration (python -m ecma_basicsr.presets)"
+    n = sum(p.numel() for p in net.parameters())
+    assert abs(n / preset.params - 1) <= preset.rtol, \
+        f'{path}: {n / 1e6:.3f} M parameters, {name} has {preset.params / 1e6:.2f} M ({preset.source})'
 
 
 # ------------------------------------------------------------------------- the generated files

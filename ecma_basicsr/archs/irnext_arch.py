@@ -58,8 +58,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from ecma_basicsr.archs.arch_util import crop_to, pad_to_multiple
-from ecma_basicsr.archs.presets import Preset
-from ecma_basicsr.archs.nafnet_arch import preset_for
+from ecma_basicsr.archs.presets import Preset, resolve_preset
 from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
 __all__ = ['DynamicFilter', 'MultiScaleModule', 'ResBlock', 'IRNeXt', 'PRESETS']
@@ -247,7 +246,7 @@ class IRNeXt(CheckedLoadMixin, nn.Module):
         authors = variant is None and num_blocks is None
         blocks = _AUTHORS_NUM_RES
         if variant is not None:
-            blocks = preset_for(PRESETS, 'IRNeXt-', variant, 'IRNeXt variant').kwargs['num_blocks']
+            blocks = resolve_preset(PRESETS, variant, 'IRNeXt variant', prefix='IRNeXt-').kwargs['num_blocks']
         for given in (num_res, num_blocks):
             if given is not None:
                 blocks = given

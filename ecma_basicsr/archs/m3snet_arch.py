@@ -61,8 +61,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from ecma_basicsr.archs.arch_util import crop_to, pad_to_multiple
-from ecma_basicsr.archs.nafnet_arch import NAFBlock, preset_for, set_tlc_windows
-from ecma_basicsr.archs.presets import Preset
+from ecma_basicsr.archs.nafnet_arch import NAFBlock, set_tlc_windows
+from ecma_basicsr.archs.presets import Preset, resolve_preset
 from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
 __all__ = ['MHAMB', 'M3SNet', 'M3SNetLocal', 'PRESETS']
@@ -140,7 +140,7 @@ class M3SNet(CheckedLoadMixin, nn.Module):
         super().__init__()
         cfg = dict(PRESETS['M3SNet-GoPro-width32'].kwargs)
         if variant is not None:
-            cfg.update(preset_for(PRESETS, 'M3SNet-', variant, 'M3SNet variant').kwargs)
+            cfg.update(resolve_preset(PRESETS, variant, 'M3SNet variant', prefix='M3SNet-').kwargs)
         for k, v in dict(width=width, middle_blk_num=middle_blk_num, enc_blk_nums=enc_blk_nums,
                          dec_blk_nums=dec_blk_nums).items():
             if v is not None:

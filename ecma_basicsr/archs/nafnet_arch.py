@@ -76,17 +76,6 @@ PRESETS = {
 _FAST_STRIDES = (5, 4, 3, 2, 1)
 
 
-def preset_for(presets, prefix, variant, what):
-    """``variant`` (``'GoPro-width32'`` or the full preset name ``'NAFNet-GoPro-width32'``) in ``presets``."""
-    name = variant if str(variant).lower().startswith(prefix.lower()) else f'{prefix}{variant}'
-    try:
-        return resolve_preset(presets, name, what)
-    except ValueError:
-        short = ', '.join(k[len(prefix):] for k in presets)
-        raise ValueError(f"Unknown {what} '{variant}'; valid choices: {short} (or with the '{prefix}' prefix).") \
-            from None
-
-
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel axis of an ``(N, C, H, W)`` map, independently per pixel.
 
@@ -295,7 +284,7 @@ class NAFNet(CheckedLoadMixin, nn.Module):
         super().__init__()
         cfg = dict(width=16, middle_blk_num=1, enc_blk_nums=[], dec_blk_nums=[])
         if variant is not None:
-            cfg.update(preset_for(PRESETS, 'NAFNet-', variant, 'NAFNet variant').kwargs)
+            cfg.update(resolve_preset(PRESETS, variant, 'NAFNet variant', prefix='NAFNet-').kwargs)
         for k, v in dict(width=width, middle_blk_num=middle_blk_num, enc_blk_nums=enc_blk_nums,
                          dec_blk_nums=dec_blk_nums).items():
             if v is not None:

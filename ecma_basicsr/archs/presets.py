@@ -43,21 +43,26 @@ def _norm(name):
     return str(name).strip().lower()
 
 
-def resolve_preset(presets, name, what):
-    """The preset called ``name`` in ``presets`` (case-insensitive).
+def resolve_preset(presets, name, what, prefix=''):
+    """The entry called ``name`` in ``presets`` (case-insensitive), with or without the family ``prefix``.
 
     Args:
-        presets (dict[str, Preset]): A network's table.
-        name (str): Requested name.
+        presets (dict): A network's table (of :class:`Preset` or of plain keyword dicts).
+        name (str): Requested name, e.g. ``'GoPro-width32'`` or ``'NAFNet-GoPro-width32'`` with
+            ``prefix='NAFNet-'``.
         what (str): What is being named, for the message (e.g. ``'ECMA variant'``).
+        prefix (str): Family prefix of the table's keys that ``name`` may leave out.
 
     Raises:
         ValueError: unknown name; the message lists the valid choices.
     """
     by_norm = {_norm(k): v for k, v in presets.items()}
-    if _norm(name) not in by_norm:
-        raise ValueError(f"Unknown {what} '{name}'; valid choices: {', '.join(presets)}.")
-    return by_norm[_norm(name)]
+    for candidate in (name, f'{prefix}{name}'):
+        if _norm(candidate) in by_norm:
+            return by_norm[_norm(candidate)]
+    short = [k[len(prefix):] if prefix and k.lower().startswith(prefix.lower()) else k for k in presets]
+    raise ValueError(f"Unknown {what} '{name}'; valid choices: {', '.join(short)}"
+                     + (f" (or with the '{prefix}' prefix)." if prefix else '.'))
 
 
 def all_presets():

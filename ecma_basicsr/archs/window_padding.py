@@ -8,9 +8,8 @@ the bottom and right edges to that multiple before anything else and crops the r
 ``upscale`` times the input. :func:`add_window_padding` gives a built network exactly that
 behaviour with two forward hooks, so the module keeps its class, its state-dict keys and its
 checkpoint format (BasicSR saving / loading, EMA copies and DDP are unaffected). The plugin applies
-it wherever it runs a network it did not write: ``ECMAModel`` (validation and test), and the golden
-tests; ``basicsr bench`` / ``restore`` wrap SwinIR in ``bench.networks.PadToMultiple``, which pads
-the same way.
+it wherever it runs a network it did not write: ``ECMAModel`` (validation and test), ``basicsr
+bench`` / ``restore`` (``bench.networks.build``) and the golden tests.
 
 Networks of this package pad inside their own ``forward`` and are left unchanged.
 """

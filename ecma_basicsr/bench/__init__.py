@@ -9,7 +9,7 @@ when weights are given, next to the bicubic / identity floors. It writes ``resul
 
 Modules:
 
-* :mod:`.networks`: presets (``ECMA-T``, ``NAFNet-w32``, ``SwinIR-light-x4``, ...), the network
+* :mod:`.networks`: presets (``ECMA-T``, ``NAFNet-GoPro-width32``, ``SwinIR-light-x4``, ...), the network
   spec grammar, building and checkpoint loading;
 * :mod:`.testsets`: test-set specs and their protocols (sr / deblur / denoise / awgn), metrics;
 * :mod:`.measure`: GEMM probe, latency, peak memory;

@@ -3,7 +3,7 @@
 Examples::
 
     basicsr bench                                  # every preset at 256x256 and 1280x720, CPU
-    basicsr bench --nets ECMA-T NAFNet-w32 --sizes 1280x720 --repeats 10
+    basicsr bench --nets ECMA-T NAFNet-GoPro-width32 --sizes 1280x720 --repeats 10
     basicsr bench --preset table10 --device cuda   # ECMA Table 10: 1280x720, average of 10 runs
     basicsr bench --nets IMDN-x4@../shared/weights/IMDN_x4.pth ECMA-SR \\
         --testset Set5=sr:../shared/data/Set5 --sizes 1280x720
@@ -20,7 +20,7 @@ from . import BenchError
 PRESETS = {
     # ECMA Table 10: inference time at 1280x720, average of 10 runs
     'table10': dict(sizes=['1280x720'], repeats=10, warmup=2, statistic='mean',
-                    nets=['ECMA-T', 'ECMA-S', 'ECMA-B', 'NAFNet-w32', 'NAFNet-w64']),
+                    nets=['ECMA-T', 'ECMA-S', 'ECMA-B', 'NAFNet-GoPro-width32', 'NAFNet-GoPro-width64']),
 }
 
 
@@ -41,7 +41,7 @@ def build_parser():
                     "machine's GEMM throughput and PSNR/SSIM for networks, in one run.",
         epilog=__doc__.split('Examples::', 1)[1])
     p.add_argument('--nets', nargs='+', default=['all'], metavar='SPEC',
-                   help="presets (ECMA-T, NAFNet-w32, SwinIR-light-x4, ...; groups 'paper', 'all'), ARCH:k=v,... or "
+                   help="presets (ECMA-T, NAFNet-GoPro-width32, SwinIR-light-x4, ...; groups 'paper', 'all'), ARCH:k=v,... or "
                         "option files; optional LABEL= prefix and @CHECKPOINT suffix. --list shows the presets.")
     p.add_argument('--weights', nargs='+', default=[], metavar='LABEL=PATH', help='checkpoints by row label')
     p.add_argument('--testset', nargs='+', default=[], metavar='NAME=TASK:PATH',
@@ -58,7 +58,7 @@ def build_parser():
                         'as over budget (default 120; 0 = no limit)')
     p.add_argument('--eval-budget', type=float, default=300.0, help='seconds per network and test set (default 300)')
     p.add_argument('--preset', choices=sorted(PRESETS), help='table10: ECMA Table 10 protocol (1280x720, average of '
-                   '10 runs, ECMA-T/S/B and NAFNet-w32/w64 unless --nets is given)')
+                   '10 runs, ECMA-T/S/B and NAFNet-GoPro-width32/w64 unless --nets is given)')
     p.add_argument('--keep-freed-memory', action='store_true',
                    help="workers keep freed memory (glibc mallopt) instead of mapping large tensors fresh each time; "
                         'on VMs where page faults are slow this changes 1280x720 latencies by up to 2x, for every '

@@ -2,8 +2,9 @@
 
 A network spec is one of:
 
-* a preset label (case-insensitive), e.g. ``ECMA-T``, ``NAFNet-w64``, ``SwinIR-light-x4``
-  (:data:`PRESETS`); ``paper`` and ``all`` expand to groups (:data:`GROUPS`);
+* a preset label (case-insensitive), e.g. ``ECMA-T``, ``NAFNet-GoPro-width64``, ``SwinIR-light-x4``
+  (the ``PRESETS`` tables of the arch files, :func:`presets`; ``python -m ecma_basicsr.presets`` lists
+  them); ``paper`` and ``all`` expand to groups (:data:`GROUPS`);
 * a registered arch with constructor arguments, ``ARCH:key=value,key=value``, e.g.
   ``ECMA:variant=T``, ``NAFNet:variant=GoPro-width32``, ``ECMA:width=16,enc_blocks=[1,1,1,1]``
   (values are YAML, so lists and booleans work); a preset takes overrides the same way
@@ -25,45 +26,23 @@ import yaml
 
 from . import BenchError
 
-# label: (arch, kwargs, task). task: 'sr' (scale > 1) or 'restore' (deblur / denoise, scale 1).
-_SWINIR_COMMON = dict(in_chans=3, window_size=8, img_range=1.0, mlp_ratio=2.0, resi_connection='1conv')
-PRESETS = {
-    # ECMA paper, Table 1
-    'ECMA-T': ('ECMA', dict(variant='T'), 'restore'),
-    'ECMA-S': ('ECMA', dict(variant='S'), 'restore'),
-    'ECMA-B': ('ECMA', dict(variant='B'), 'restore'),
-    'ECMA-SR': ('ECMASR', dict(upscale=4), 'sr'),
-    # NAFNet (GoPro configs; Table 10 / Fig. 1 comparisons)
-    'NAFNet-w32': ('NAFNet', dict(variant='GoPro-width32'), 'restore'),
-    'NAFNet-w64': ('NAFNet', dict(variant='GoPro-width64'), 'restore'),
-    # SwinIR (basicsr's arch), Table 5
-    'SwinIR-light-x4': ('SwinIR', dict(_SWINIR_COMMON, upscale=4, img_size=64, embed_dim=60, depths=[6] * 4,
-                                       num_heads=[6] * 4, upsampler='pixelshuffledirect'), 'sr'),
-    'SwinIR-x4': ('SwinIR', dict(_SWINIR_COMMON, upscale=4, img_size=48, embed_dim=180, depths=[6] * 6,
-                                 num_heads=[6] * 6, upsampler='pixelshuffle'), 'sr'),
-    # basicsr's EDSR / RCAN
-    'EDSR-baseline-x4': ('EDSR', dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=16, upscale=4,
-                                      res_scale=1.0), 'sr'),
-    'RCAN-x4': ('RCAN', dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_group=10, num_block=20, upscale=4), 'sr'),
-    # the plugin's baselines
-    'IMDN-x4': ('IMDN', dict(upscale=4), 'sr'),
-    'GRL-T-x4': ('GRL', dict(variant='T', upscale=4), 'sr'),
-    'GRL-S-x4': ('GRL', dict(variant='S', upscale=4), 'sr'),
-    'GRL-B-x4': ('GRL', dict(variant='B', upscale=4), 'sr'),
-    'GRL-B-deblur': ('GRL', dict(variant='B', upscale=1, task='deblur'), 'restore'),
-    'M3SNet-w32': ('M3SNet', dict(variant='GoPro-width32'), 'restore'),
-    'M3SNet-w64': ('M3SNet', dict(variant='GoPro-width64'), 'restore'),
-    'IRNeXt': ('IRNeXt', dict(variant='gopro'), 'restore'),
-    'HiIR-B-x4': ('HiIR', dict(variant='B', upscale=4), 'sr'),
-    'HiIR-B': ('HiIR', dict(variant='B', upscale=1), 'restore'),
-}
 GROUPS = {
-    'paper': ['ECMA-T', 'ECMA-S', 'ECMA-B', 'ECMA-SR', 'NAFNet-w32', 'NAFNet-w64', 'SwinIR-light-x4', 'SwinIR-x4',
-              'EDSR-baseline-x4'],
-    'all': list(PRESETS),
+    'paper': ['ECMA-T', 'ECMA-S', 'ECMA-B', 'ECMA-SR', 'NAFNet-GoPro-width32', 'NAFNet-GoPro-width64',
+              'SwinIR-light-x4', 'SwinIR-x4', 'EDSR-baseline-x4'],
+    'all': ['ECMA-T', 'ECMA-S', 'ECMA-B', 'ECMA-SR', 'NAFNet-GoPro-width32', 'NAFNet-GoPro-width64',
+            'SwinIR-light-x4', 'SwinIR-x4', 'EDSR-baseline-x4', 'RCAN-x4', 'IMDN-x4', 'GRL-T-SRx4', 'GRL-S-SRx4',
+            'GRL-B-SRx4', 'GRL-B-Deblur', 'M3SNet-GoPro-width32', 'M3SNet-GoPro-width64', 'IRNeXt-gopro',
+            'HiIR-B-x4', 'HiIR-B'],
 }
-# Archs whose forward needs H, W to be multiples of the window (basicsr's SwinIR raises otherwise).
-PAD_MULTIPLE_KEY = {'SwinIR': 'window_size'}
+
+
+def presets():
+    """Every preset of the arch files (:func:`ecma_basicsr.archs.presets.all_presets`): ``{label: Preset}``."""
+    _registry()
+    from ecma_basicsr.archs.presets import all_presets
+    return all_presets()
+
+
 _IN_CH_KEYS = ('in_ch', 'in_channels', 'in_nc', 'img_channel', 'num_in_ch', 'in_chans')
 _PARAM_KEYS = ('params', 'params_ema', 'state_dict', 'model', 'net')
 
@@ -81,7 +60,6 @@ class NetSpec:
         in_ch (int): Image channels.
         checkpoint (str | None): Weights file.
         param_key (str | None): Key of the state dict inside the checkpoint (None: auto).
-        pad_multiple (int): Pad the input to this multiple around the forward (1: none).
         source (str): The spec as written.
     """
     label: str
@@ -92,7 +70,6 @@ class NetSpec:
     in_ch: int = 3
     checkpoint: str = None
     param_key: str = None
-    pad_multiple: int = 1
     source: str = ''
 
     def config(self):
@@ -172,7 +149,7 @@ def infer_in_ch(kwargs):
 
 def _unknown_name(name):
     archs = sorted(k for k in _registry()._obj_map if not k.endswith('_basicsr'))
-    return BenchError(f"unknown network '{name}'. Use a preset ({', '.join(PRESETS)}; groups: "
+    return BenchError(f"unknown network '{name}'. Use a preset ({', '.join(presets())}; groups: "
                       f"{', '.join(GROUPS)}), a registered arch with arguments such as 'ECMA:variant=T' "
                       f"(registered: {', '.join(archs)}), or a BasicSR option file (*.yml).")
 
@@ -219,10 +196,10 @@ def parse_spec(text):
     name, _, arg_text = text.partition(':')
     name = name.strip()
     overrides = parse_kwargs(arg_text, f"network '{source}'") if arg_text else {}
-    preset = {k.lower(): k for k in PRESETS}.get(name.lower())
+    table = presets()
+    preset = {k.lower(): k for k in table}.get(name.lower())
     if preset:
-        arch, kwargs, _ = PRESETS[preset]
-        kwargs = dict(kwargs, **overrides)
+        arch, kwargs = table[preset].arch, dict(table[preset].kwargs, **overrides)
         default_label = preset + (f'({arg_text})' if arg_text else '')
     elif name in _registry():
         arch, kwargs = name, overrides
@@ -239,10 +216,6 @@ def parse_spec(text):
 def _finish(d):
     spec = NetSpec(**d)
     spec.in_ch = infer_in_ch(spec.kwargs)
-    key = PAD_MULTIPLE_KEY.get(spec.arch)
-    if key:
-        default = inspect.signature(_registry().get(spec.arch).__init__).parameters[key].default
-        spec.pad_multiple = int(spec.kwargs.get(key, default))
     return spec
 
 
@@ -282,24 +255,14 @@ def expand_specs(entries, weights=()):
 # ------------------------------------------------------------------------------------------------
 # building and loading
 # ------------------------------------------------------------------------------------------------
-class PadToMultiple(torch.nn.Module):
-    """Reflect-pad H, W to a multiple around a network that needs it, crop the output back."""
-
-    def __init__(self, net, multiple, scale):
-        super().__init__()
-        self.net, self.multiple, self.scale = net, multiple, scale
-
-    def forward(self, x):
-        from ecma_basicsr.archs.arch_util import crop_to, pad_to_multiple
-        x, size = pad_to_multiple(x, self.multiple, mode='reflect')
-        return crop_to(self.net(x), size, self.scale)
-
-
 def build(spec, device='cpu'):
     """The network of ``spec`` in eval mode on ``device``, weights loaded when it has a checkpoint."""
+    import logging
+
     from basicsr.archs import build_network
     from basicsr.utils import get_root_logger
-    import logging
+
+    from ecma_basicsr.archs.window_padding import add_window_padding
 
     get_root_logger().setLevel(logging.WARNING)  # "Network [X] is created." per build is noise here
     try:
@@ -308,8 +271,7 @@ def build(spec, device='cpu'):
         raise BenchError(f"cannot build '{spec.label}' ({spec.arch} with {spec.kwargs}): {err}") from err
     if spec.checkpoint:
         load_checkpoint(net, spec.checkpoint, spec.param_key, spec.label)
-    if spec.pad_multiple > 1:
-        net = PadToMultiple(net, spec.pad_multiple, spec.scale)
+    add_window_padding(net)  # BasicSR's SwinIR: reflect-pad to the window and crop, as the authors' forward
     return net.to(device).eval()
 
 
@@ -332,20 +294,20 @@ def select_state_dict(ckpt, param_key, path):
 
 def load_checkpoint(net, path, param_key=None, label=None):
     """Load ``path`` into ``net`` (strict), with a clear error naming what does not fit."""
+    from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin, check_state_dict
     from ecma_basicsr.engine.checkpoint import safe_load
-    from ecma_basicsr.archs.state_dict_check import check_state_dict
 
     try:
         ckpt = safe_load(path)
     except Exception as err:
         raise BenchError(f"cannot read checkpoint '{path}' for '{label}': {err}") from err
     state = select_state_dict(ckpt, param_key, path)
-    hint = getattr(net, 'checkpoint_hint', None)
     try:
-        state = check_state_dict(net, state, strict=True, name=label, hint=hint)
+        if not isinstance(net, CheckedLoadMixin):  # the plugin's networks map and check in load_state_dict
+            state = check_state_dict(net, state, strict=True, name=label)
+        net.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise BenchError(str(err)) from err
-    net.load_state_dict(state, strict=True)
     return net
 
 
@@ -354,9 +316,10 @@ def validate(spec):
 
     Catches wrong constructor arguments and mis-fitting weights before a long run starts.
     """
+    import logging
+
     from basicsr.archs import build_network
     from basicsr.utils import get_root_logger
-    import logging
 
     get_root_logger().setLevel(logging.WARNING)
     try:
@@ -367,9 +330,11 @@ def validate(spec):
     except Exception:  # some archs compute buffers on construction that meta tensors cannot; the worker will tell
         return None
     if spec.checkpoint:
-        from ecma_basicsr.engine.checkpoint import safe_load
         from ecma_basicsr.archs.state_dict_check import check_state_dict
+        from ecma_basicsr.engine.checkpoint import safe_load
         state = select_state_dict(safe_load(spec.checkpoint), spec.param_key, spec.checkpoint)
+        if hasattr(net, 'map_checkpoint'):  # the authors' key layout, as load_state_dict will map it
+            state = net.map_checkpoint(state)
         try:
             check_state_dict(net, state, strict=True, name=spec.label, hint=getattr(net, 'checkpoint_hint', None))
         except RuntimeError as err:

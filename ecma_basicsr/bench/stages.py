@@ -12,7 +12,7 @@ gives the machine's ceiling in the same run.
 
 Usage::
 
-    python -m ecma_basicsr.bench.stages --nets ECMA-B NAFNet-w64 --size 1280x720 --threads 1 --keep-freed-memory
+    python -m ecma_basicsr.bench.stages --nets ECMA-B NAFNet-GoPro-width64 --size 1280x720 --threads 1 --keep-freed-memory
 """
 import argparse
 import statistics
@@ -27,10 +27,7 @@ from . import BenchError
 
 def stages(model):
     """(name, module) of each stage, in registration order (see the module docstring)."""
-    from .networks import PadToMultiple
     prefix = ''
-    if isinstance(model, PadToMultiple):
-        model, prefix = model.net, 'net.'
     found = []
 
     def opens(m):
