@@ -8,7 +8,7 @@ newest first, checks the ``.state`` *and* every ``net_<x>_<iter>.pth`` that
 one is truncated, corrupt or refused, saying which file was skipped and why.
 
 Every load goes through :func:`safe_load`: ``torch.load(weights_only=True)`` whatever torch's
-default is. The compat module allow-lists the few plain containers BasicSR stores, so a file
+default is. :mod:`ecma_basicsr.import_hook` allow-lists the few plain containers BasicSR stores, so a file
 that needs any other Python object (e.g. a crafted pickle whose ``__reduce__`` runs a command) is
 refused with :class:`UnsafeCheckpointError` and nothing in it is executed.
 """
@@ -20,13 +20,14 @@ import sys
 import torch
 
 from ecma_basicsr.engine.safe_save import remove_stale_temps
+from ecma_basicsr.errors import UserError
 
 # Warnings produced before BasicSR's logger has its log file; replayed into the log by
 # :func:`flush_notes` (calling get_root_logger earlier would stop it from ever adding the file).
 _NOTES = []
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be used; the message names the file, the cause and the fix."""
 
 
@@ -200,3 +201,18 @@ def load_resume_state(opt, map_location='cpu'):
             '\n  '.join(skipped) + f"\nRestore a good checkpoint, set path:resume_state, or rename "
             f"{exp_root} to start training from scratch.")
     return None
+
+
+def resume_map_location(opt):
+    """Where a resume state should be mapped: the model's device (CPU when num_gpu is 0)."""
+    if opt.get('num_gpu', 0) != 0 and torch.cuda.is_available():
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
+def pipeline_load_resume_state(opt):
+    """``basicsr.train.load_resume_state``: :func:`load_resume_state` onto the model's device.
+
+    BasicSR's maps the state to ``torch.cuda.current_device()`` and so cannot resume on a CPU.
+    """
+    return load_resume_state(opt, map_location=resume_map_location(opt))

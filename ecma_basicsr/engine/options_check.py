@@ -8,6 +8,8 @@ import os.path as osp
 
 import yaml
 
+from ecma_basicsr.errors import UserError
+
 # Path fragment -> the datasets_prep command that builds data containing it (first match wins, so
 # the more specific fragments come first). Keep in step with datasets_prep/__main__.py and the
 # default --dst folders there; README.md "Datasets" lists the same commands.
@@ -42,7 +44,7 @@ PREP_COMMANDS = {
 _PATH_KEYS = ('dataroot_gt', 'dataroot_lq', 'meta_info_file')
 
 
-class OptionError(ValueError):
+class OptionError(UserError, ValueError):
     """An option file that cannot run as written; the message says what to change."""
 
 
@@ -80,8 +82,6 @@ def load_yaml(path):
         return yaml.safe_load(f)
 
 
-
-
 def _force_yml_value(text):
     from basicsr.utils.options import _postprocess_yml_value
     return _postprocess_yml_value(text)
@@ -114,7 +114,7 @@ def check_registered_types(opt):
                if k.endswith('_opt') and isinstance(v, dict) and 'type' in v]
     for where, name, registry in checks:
         if name is not None and name not in registry:
-            choices = ', '.join(sorted(k for k in registry._obj_map if not k.endswith('_basicsr')))
+            choices = ', '.join(sorted(k for k in registry.keys() if not k.endswith('_basicsr')))
             problems.append(f"{where} = '{name}' is not registered. Valid choices: {choices}.")
     return problems
 
