@@ -9,10 +9,19 @@ import runpy
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
+from setuptools.command.develop import develop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # import_hook.py imports only the standard library, so running it here imports no dependency.
 HOOK = runpy.run_path(os.path.join(HERE, 'ecma_basicsr', 'import_hook.py'))
+
+
+def write_hook(folder):
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, HOOK['PTH_NAME'])
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(HOOK['PTH_LINE'] + '\n')
+    return path
 
 
 class BuildPyWithImportHook(build_py):
@@ -27,16 +36,30 @@ class BuildPyWithImportHook(build_py):
 
     def run(self):
         super().run()
-        folder = self._hook_dir()
-        self.mkpath(folder)
-        with open(os.path.join(folder, HOOK['PTH_NAME']), 'w', encoding='utf-8') as f:
-            f.write(HOOK['PTH_LINE'] + '\n')
+        write_hook(self._hook_dir())
 
     def get_outputs(self, include_bytecode=1):
         outputs = super().get_outputs(include_bytecode)
         if not getattr(self, 'editable_mode', False):
             outputs.append(os.path.join(self.build_lib, HOOK['PTH_NAME']))
         return outputs
+
+
+class DevelopWithImportHook(develop):
+    """Legacy ``setup.py develop`` (what pip < 25 runs for ``pip install -e .``): the hook goes beside the egg-link.
+
+    ``pip uninstall`` of such an install leaves the ``.pth`` behind; it finds no ``ecma_basicsr`` then and
+    does nothing.
+    """
+
+    def run(self):
+        super().run()
+        path = os.path.join(self.install_dir, HOOK['PTH_NAME'])
+        if self.uninstall:
+            if os.path.exists(path):
+                os.remove(path)
+        else:
+            write_hook(self.install_dir)
 
 
 setup(
@@ -48,7 +71,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['ecma_basicsr', 'ecma_basicsr.*', 'datasets_prep', 'datasets_prep.*']),
-    cmdclass={'build_py': BuildPyWithImportHook},
+    cmdclass={'build_py': BuildPyWithImportHook, 'develop': DevelopWithImportHook},
     install_requires=[
         'basicsr==1.4.2',
         'torch>=2.1',
