@@ -274,28 +274,27 @@ def test_restore_raises_its_own_user_error(tmp_path, capsys):
 def test_pip_install_puts_the_startup_hook_in_site_packages(tmp_path, mode):
     """``pip install -e .`` / ``pip install .`` (no dependencies) into a venv that sees this interpreter's packages."""
     import sysconfig
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}  # only what the venv has installed
+
+    def run(*args, timeout=900):
+        res = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=env, cwd=str(tmp_path))
+        assert res.returncode == 0, res.stderr[-3000:]
+        return res.stdout
+
     venv = tmp_path / 'venv'
-    subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True, timeout=300)
+    run(sys.executable, '-m', 'venv', str(venv))
     py = str(venv / 'bin' / 'python')
     # as the Makefile does; the pip bundled with older Pythons would run the legacy `setup.py develop`
-    subprocess.run([py, '-m', 'pip', 'install', '-q', '--upgrade', 'pip', 'setuptools', 'wheel'], check=True,
-                   timeout=600, capture_output=True)
-    site_dir = subprocess.run([py, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    run(py, '-m', 'pip', 'install', '-q', '--upgrade', 'pip', 'setuptools', 'wheel')
+    site_dir = run(py, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])').strip()
     # torch, torchvision and basicsr from this interpreter, as a plain path (its own .pth files stay unprocessed)
     with open(osp.join(site_dir, 'zz-dependencies.pth'), 'w') as f:
         f.write(sysconfig.get_paths()['purelib'] + '\n')
-    args = ['-e', REPO] if mode == 'editable' else [REPO]
-    res = subprocess.run([py, '-m', 'pip', 'install', '-q', '--no-deps', *args], capture_output=True, text=True,
-                         timeout=900, cwd=str(tmp_path))
-    assert res.returncode == 0, res.stderr[-3000:]
+    run(py, '-m', 'pip', 'install', '-q', '--no-deps', *(['-e', REPO] if mode == 'editable' else [REPO]))
     from ecma_basicsr.import_hook import PTH_NAME
     assert osp.isfile(osp.join(site_dir, PTH_NAME))
-    code = ("import sys; assert 'torch' not in sys.modules; import basicsr; assert 'ecma_basicsr' not in sys.modules; "
-            "import ecma_basicsr; print(ecma_basicsr.__file__)")
-    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    res = subprocess.run([py, '-c', code], capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path))
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert res.stdout.strip().startswith(REPO if mode == 'editable' else site_dir)
-    subprocess.run([py, '-m', 'pip', 'uninstall', '-y', '-q', 'ecma_basicsr'], check=True, timeout=300)
+    out = run(py, '-c', "import sys; assert 'torch' not in sys.modules; import basicsr; "
+                        "assert 'ecma_basicsr' not in sys.modules; import ecma_basicsr; print(ecma_basicsr.__file__)")
+    assert out.strip().startswith(REPO if mode == 'editable' else site_dir)
+    run(py, '-m', 'pip', 'uninstall', '-y', '-q', 'ecma_basicsr')
     assert not osp.exists(osp.join(site_dir, PTH_NAME)), 'pip uninstall removes the hook'

@@ -33,7 +33,7 @@ class Patch:
         target (str): ``'module'`` or ``'module:Class'`` that owns the attribute.
         name (str): The attribute.
         make (callable): ``make(original) -> replacement``.
-        why (str): What the replacement adds (shown by :func:`describe`).
+        why (str): What the replacement adds.
     """
 
     def __init__(self, target, name, make, why):
@@ -134,7 +134,3 @@ def installed():
         for patch in reversed(applied):
             patch.undo()
 
-
-def describe():
-    """One line per patch: ``target.name: why``."""
-    return [f'{p.target.replace(":", ".")}.{p.name}: {p.why}' for p in PATCHES]

@@ -29,7 +29,6 @@ from the run it replaces. This module holds the data side of exact resume; :mod:
 """
 import contextlib
 import math
-import os
 import random
 import weakref
 
