@@ -30,11 +30,15 @@ ALIAS = 'torchvision.transforms.functional_tensor'
 PTH_NAME = 'ecma_basicsr-import-hook.pth'  # sorts after setuptools' "__editable__.*.pth" (see PTH_LINE)
 # site.py executes a .pth line that starts with "import". find_spec locates the package without running
 # its __init__ (which imports torch); for an editable install it needs setuptools' finder, whose .pth
-# ("__editable__...") site.py processes before ours (alphabetical order). No package found: nothing happens.
-PTH_LINE = ("import importlib.util as u, os; s = u.find_spec('ecma_basicsr'); "
-            "f = s and s.submodule_search_locations and u.spec_from_file_location("
-            "'ecma_basicsr_import_hook', os.path.join(list(s.submodule_search_locations)[0], 'import_hook.py')); "
-            "m = f and u.module_from_spec(f); f and (f.loader.exec_module(m), m.install_finder())")
+# ("__editable__...") site.py processes before ours (alphabetical order). No package (or an older one
+# without this file) found: nothing happens.
+PTH_LINE = ("import importlib.util as ilu, os; pkg = ilu.find_spec('ecma_basicsr'); "
+            "path = pkg and pkg.submodule_search_locations and "
+            "os.path.join(list(pkg.submodule_search_locations)[0], 'import_hook.py'); "
+            "spec = path and os.path.isfile(path) and "
+            "ilu.spec_from_file_location('ecma_basicsr_import_hook', path); "
+            "hook = spec and ilu.module_from_spec(spec); "
+            "spec and (spec.loader.exec_module(hook), hook.install_finder())")
 _MARK = 'ecma_basicsr_functional_tensor_alias'  # how a finder is recognised (this file may be loaded twice)
 
 
