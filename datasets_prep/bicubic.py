@@ -17,13 +17,27 @@ _WEIGHTS = {}
 
 
 def load_basicsr():
-    """Import basicsr (through our compat patches) now.
+    """Import ``basicsr.utils.matlab_functions`` (all of basicsr) now and return it.
 
     Call it in the parent before starting ``--workers`` processes: forked workers then inherit
-    the loaded modules instead of each paying the several-second import.
+    the loaded modules instead of each paying the several-second import. This does not import
+    ``ecma_basicsr``: basicsr 1.4.2 imports with current torchvision through the start-up hook that
+    installing the project puts into site-packages (``ecma_basicsr/import_hook.py``).
+
+    Raises:
+        PrepError: basicsr cannot be imported; the message says how to install it.
     """
-    import ecma_basicsr  # noqa: F401  (basicsr 1.4.2 only imports after our compat patches)
-    from basicsr.utils import matlab_functions
+    try:
+        from basicsr.utils import matlab_functions
+    except ImportError as err:
+        from .common import PrepError
+        if getattr(err, 'name', None) == 'torchvision.transforms.functional_tensor':
+            fix = ('basicsr 1.4.2 needs the start-up hook this project installs for current torchvision: run '
+                   "pip install -e . (or pip install .) in the project's folder, in this Python environment")
+        else:
+            fix = "install the project with its dependencies: pip install -e . in the project's folder"
+        raise PrepError(f'The SR commands need basicsr (its MATLAB bicubic weights), but importing it failed '
+                        f'({type(err).__name__}: {err}): {fix}.') from err
     return matlab_functions
 
 

@@ -1,12 +1,19 @@
-"""ECMA for BasicSR: registers the ECMA networks, losses, models and datasets.
+"""ECMA for BasicSR: registers the ECMA networks, losses, models and datasets with BasicSR.
 
-Importing this package patches ``basicsr==1.4.2`` for current torch (see :mod:`.compat`) and
-fills BasicSR's registries, so option files can use ``type: ECMA``, ``type: FFTLoss`` and
-``type: ECMAModel``.
+Importing this package (or any of its networks, losses, models or datasets) does two things only:
+
+* what must precede ``import basicsr`` on current torch / torchvision (:mod:`.import_hook`: the
+  ``functional_tensor`` alias finder and the weights-only allow-list of BasicSR's state containers);
+* it fills BasicSR's registries, so option files can use ``type: ECMA``, ``type: FFTLoss`` and
+  ``model_type: ECMAModel``.
+
+It changes no BasicSR function or class. The training runtime (exact resume, safe checkpoints,
+CPU/GPU distributed launch, registry messages) is :mod:`.engine`, installed explicitly by
+``basicsr train`` / ``basicsr test`` around BasicSR's pipelines.
 """
-from . import compat
+from . import import_hook
 
-compat.apply()
+import_hook.install()
 
 from . import archs, data, losses, models  # noqa: E402,F401  (fill the registries)
 

@@ -4,8 +4,12 @@
 ``--auto_resume``, ``--debug``, ``--force_yml``) and hand over to ``basicsr.train.train_pipeline``
 / ``basicsr.test.test_pipeline`` with the current directory as root, so ``experiments/``,
 ``results/`` and ``tb_logger/`` land where the user runs the command. Before handing over we
-check the option file (missing datasets, unknown network names) so errors are one clear line.
-Other subcommands (``bench``, ``restore``, ...) register themselves in :data:`SUBCOMMANDS`.
+check the option file (missing datasets, unknown network names) so errors are one clear line, and
+install the training engine (:mod:`ecma_basicsr.engine`: exact resume, safe checkpoints, CPU/GPU
+distributed launch) for the duration of the pipeline. Other subcommands (``bench``, ``restore``, ...)
+register themselves in :data:`SUBCOMMANDS`. Any :class:`~ecma_basicsr.errors.UserError` (and a
+non-finite training loss) ends the command with one line, ``basicsr <command>: error: <message>``,
+and exit status 1.
 """
 import argparse
 import os
@@ -22,7 +26,7 @@ SUBCOMMANDS = {
 
 def _pipeline_argv(prog, argv):
     """Validate the option file and set ``sys.argv`` the way BasicSR's ``parse_options`` reads it."""
-    from ecma_basicsr.compat import normalize_argv
+    from ecma_basicsr.engine.dist import normalize_argv
     from ecma_basicsr.engine.options_check import check_args
 
     argv = normalize_argv(argv)
@@ -34,19 +38,21 @@ def _pipeline_argv(prog, argv):
 
 
 def run_train(argv):
-    import ecma_basicsr  # noqa: F401  (compat + registries before basicsr.train)
+    from ecma_basicsr import engine  # the package (a parent of this module) has filled the registries
     from basicsr.train import train_pipeline
 
     _pipeline_argv('basicsr train', argv)
-    train_pipeline(os.getcwd())
+    with engine.installed():
+        train_pipeline(os.getcwd())
 
 
 def run_test(argv):
-    import ecma_basicsr  # noqa: F401
+    from ecma_basicsr import engine
     from basicsr.test import test_pipeline
 
     _pipeline_argv('basicsr test', argv)
-    test_pipeline(os.getcwd())
+    with engine.installed():
+        test_pipeline(os.getcwd())
 
 
 def _resolve(target):
@@ -65,8 +71,7 @@ def build_parser():
 
 
 def main(argv=None):
-    from ecma_basicsr.engine.checkpoint import CheckpointError
-    from ecma_basicsr.engine.options_check import OptionError
+    from ecma_basicsr.errors import UserError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -78,7 +83,7 @@ def main(argv=None):
         return 2
     try:
         result = _resolve(SUBCOMMANDS[argv[0]][1])(argv[1:])
-    except (OptionError, FloatingPointError, CheckpointError) as err:
+    except (UserError, FloatingPointError) as err:
         print(f'basicsr {argv[0]}: error: {err}', file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0

@@ -14,29 +14,33 @@ import os
 import os.path as osp
 import time
 
+from ecma_basicsr.errors import UserError
+
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+
+
+class RestoreError(UserError):
+    """Bad ``basicsr restore`` input (input path, image, weights); the message says the fix."""
 
 
 def list_inputs(path):
     """The image files of ``path`` (a file or a folder), sorted; a clear error when there are none."""
-    from ecma_basicsr.bench import BenchError
     if osp.isfile(path):
         return [path]
     if not osp.isdir(path):
-        raise BenchError(f"--input '{path}' is neither an image file nor a folder.")
+        raise RestoreError(f"--input '{path}' is neither an image file nor a folder.")
     files = sorted(osp.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS))
     if not files:
-        raise BenchError(f"--input folder '{path}' holds no images ({', '.join(IMAGE_EXTS)}).")
+        raise RestoreError(f"--input folder '{path}' holds no images ({', '.join(IMAGE_EXTS)}).")
     return files
 
 
 def read_image(path, in_ch):
     import cv2
     import numpy as np
-    from ecma_basicsr.bench import BenchError
     img = cv2.imread(path, cv2.IMREAD_GRAYSCALE if in_ch == 1 else cv2.IMREAD_COLOR)
     if img is None:
-        raise BenchError(f"cannot read image '{path}' (unsupported or truncated file).")
+        raise RestoreError(f"cannot read image '{path}' (unsupported or truncated file).")
     img = img.astype(np.float32) / 255.
     return img[..., None] if img.ndim == 2 else img
 
@@ -52,16 +56,15 @@ def main(argv=None):
 
     import torch
     from basicsr.utils import img2tensor, imwrite, tensor2img
-    from ecma_basicsr.bench import BenchError
     from ecma_basicsr.archs import fuse_for_inference
     from ecma_basicsr.bench.networks import build, parse_spec
 
     spec = parse_spec(args.network)
     if not spec.checkpoint:
-        raise BenchError(f"'{args.network}' names no weights: append @PATH (e.g. {args.network}@net_g_latest.pth) "
+        raise RestoreError(f"'{args.network}' names no weights: append @PATH (e.g. {args.network}@net_g_latest.pth) "
                          'or use an option file whose path:pretrain_network_g is set.')
     if not osp.isfile(spec.checkpoint):
-        raise BenchError(f"weights file '{spec.checkpoint}' does not exist.")
+        raise RestoreError(f"weights file '{spec.checkpoint}' does not exist.")
     files = list_inputs(args.input)
     net = fuse_for_inference(build(spec, args.device), inplace=True)
     os.makedirs(args.output, exist_ok=True)

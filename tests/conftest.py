@@ -1,11 +1,11 @@
-"""Shared fixtures: the ``../shared`` folder beside the checkout, tiny images, threads."""
+"""Shared fixtures: the ``../shared`` folder beside the checkout, the training engine, threads."""
 import os
 import os.path as osp
 
 import pytest
 import torch
 
-import ecma_basicsr  # noqa: F401  (compat patches + registries, before any basicsr import in tests)
+import ecma_basicsr  # noqa: F401  (import hook + registries, before any basicsr import in tests)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED = osp.abspath(os.environ.get('ECMA_SHARED', osp.join(REPO, '..', 'shared')))
@@ -25,3 +25,11 @@ def shared_path(*parts):
 @pytest.fixture
 def shared():
     return shared_path
+
+
+@pytest.fixture
+def engine():
+    """The training engine installed for one test (as ``basicsr train`` / ``basicsr test`` do), then removed."""
+    from ecma_basicsr import engine as engine_pkg
+    with engine_pkg.installed():
+        yield engine_pkg

@@ -33,6 +33,7 @@ def dist_options(name, gt, lq, batch):
     opt['datasets']['val'] = dict(opt['datasets']['val'], dataroot_gt=gt, dataroot_lq=lq)
     opt['train']['ema_decay'] = 0.9
     opt['val']['save_img'] = True
+    opt['recipe'] = {'global_batch_size': 4, 'num_processes': 2}  # both runs reach it: no warning
     return opt
 
 
@@ -104,6 +105,7 @@ def test_only_rank0_logs_and_writes_and_the_log_states_the_global_batch(runs):
     assert len(logs) == 1
     log = open(logs[0]).read()
     assert 'World size (gpu number): 2' in log and 'Global batch size: 2 x 2 = 4' in log
+    assert 'differs from the recipe' not in log
     assert not (root / 'rec_two' / 'writes_rank1.txt').exists(), 'rank 1 wrote files'
     written = open(root / 'rec_two' / 'writes_rank0.txt').read().split()
     names = sorted(osp.basename(p) for p in written)
@@ -159,7 +161,7 @@ def test_slurm_launch_resumes_the_torchrun_run_exactly(runs):
 
 # ----------------------------------------------------------------------------- in-process checks
 def test_backend_choice_and_dist_params_errors(capsys):
-    from ecma_basicsr.compat import resolve_dist_params
+    from ecma_basicsr.engine.dist import resolve_dist_params
     assert resolve_dist_params({})['backend'] == ('nccl' if torch.cuda.is_available() else 'gloo')
     assert resolve_dist_params({'backend': 'gloo', 'port': '29511', 'timeout': 600}) == {
         'backend': 'gloo', 'port': 29511, 'timeout': __import__('datetime').timedelta(seconds=600)}
@@ -173,7 +175,7 @@ def test_backend_choice_and_dist_params_errors(capsys):
 
 
 def test_dist_params_come_from_the_option_file_and_force_yml(tmp_path):
-    from ecma_basicsr.compat import read_dist_params
+    from ecma_basicsr.engine.dist import read_dist_params
     path = write_yaml(tmp_path / 'o.yml', {'name': 'x', 'dist_params': {'backend': 'nccl', 'port': 29500}})
     assert read_dist_params(['-opt', str(path), '--launcher', 'pytorch']) == {'backend': 'nccl', 'port': 29500}
     forced = read_dist_params(['-opt', str(path), '--force_yml', 'dist_params:backend=gloo', 'train:x=1',
@@ -181,13 +183,13 @@ def test_dist_params_come_from_the_option_file_and_force_yml(tmp_path):
     assert forced == {'backend': 'gloo', 'port': 29500}
 
 
-def test_pytorch_launcher_without_torchrun_says_how_to_start(monkeypatch):
-    from basicsr.utils import dist_util
+def test_pytorch_launcher_without_torchrun_says_how_to_start(monkeypatch, engine):
+    from basicsr.utils import options
     for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(RuntimeError, match=r'--launcher pytorch needs the environment variable\(s\) RANK, .*torchrun '
                                            r'--nproc_per_node=2 -m ecma_basicsr.cli train'):
-        dist_util.init_dist('pytorch')
+        options.init_dist('pytorch')  # what BasicSR's parse_options calls, with the engine installed
 
 
 if __name__ == '__main__':
@@ -196,8 +198,8 @@ if __name__ == '__main__':
     from basicsr.models import sr_model
 
     from ecma_basicsr.cli import main
+    from ecma_basicsr.engine import model as engine_model
     from ecma_basicsr.models.ecma_model import ECMAModel
-    from ecma_basicsr.engine import train_state
 
     def rank():
         import torch.distributed as dist
@@ -207,7 +209,7 @@ if __name__ == '__main__':
         with open(osp.join(record_dir, f'writes_rank{rank()}.txt'), 'a') as f:
             f.write(f'{path}\n')
 
-    step, save, imwrite = ECMAModel.optimize_parameters, train_state.atomic_save, sr_model.imwrite
+    step, save, imwrite = ECMAModel.optimize_parameters, engine_model.atomic_save, sr_model.imwrite
 
     def optimize_and_record(self, current_iter):
         step(self, current_iter)
@@ -223,6 +225,6 @@ if __name__ == '__main__':
         return imwrite(img, path, *args, **kwargs)
 
     ECMAModel.optimize_parameters = optimize_and_record
-    train_state.atomic_save = save_and_record
+    engine_model.atomic_save = save_and_record
     sr_model.imwrite = imwrite_and_record
     sys.exit(main(sys.argv[2:]))

@@ -57,9 +57,34 @@ def test_grad_clip_limits_the_update(tmp_path):
     assert 0 < delta <= 1e-6 * 1.01
 
 
-def test_registry_miss_lists_valid_choices():
-    with pytest.raises(KeyError, match='Valid choices: .*ECMA, ECMASR'):
+def test_registry_miss_lists_valid_choices(engine):
+    with pytest.raises(KeyError, match="No arch named 'ECMAX'. Valid choices: .*ECMA, ECMASR"):
         ARCH_REGISTRY.get('ECMAX')
+    engine.uninstall()
+    with pytest.raises(KeyError) as plain:  # BasicSR's own message once the engine is removed
+        ARCH_REGISTRY.get('ECMAX')
+    assert 'Valid choices' not in str(plain.value)
+
+
+def test_engine_gives_other_basicsr_models_the_mixin(tmp_path, engine):
+    """model_type: SRModel through the engine's build_model: atomic checkpoints and RNG states too."""
+    import basicsr.train
+    from basicsr.models.sr_model import SRModel
+
+    from ecma_basicsr.engine.model import EngineModelMixin
+    from ecma_basicsr.models.ecma_model import ECMAModel
+    opt = model_opt(tmp_path)
+    opt['model_type'] = 'SRModel'
+    opt['train'].pop('fft_opt')
+    opt['train']['optim_g']['type'] = 'Adam'
+    (tmp_path / 'training_states').mkdir()
+    model = basicsr.train.build_model(opt)
+    assert isinstance(model, SRModel) and isinstance(model, EngineModelMixin)
+    assert type(model).__name__ == 'SRModel' and not issubclass(SRModel, EngineModelMixin)
+    model.save_training_state(0, 3)
+    state = torch.load(tmp_path / 'training_states' / '3.state', weights_only=True)
+    assert len(state['rng']) == 1
+    assert type(basicsr.train.build_model(model_opt(tmp_path))) is ECMAModel, 'ECMAModel has the mixin already'
 
 
 def test_multi_output_network_trains_under_bf16(tmp_path):

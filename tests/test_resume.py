@@ -242,7 +242,7 @@ def test_kill_during_checkpoint_write_keeps_the_previous_file(tmp_path):
               'spec.loader.exec_module(safe_save)\n'
               'safe_save.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n'
               'safe_save.atomic_save({"params": {"w": torch.ones(3)}}, sys.argv[1])\n')
-    module = osp.join(osp.dirname(HERE), 'ecma_basicsr', 'utils', 'safe_save.py')
+    module = osp.join(osp.dirname(HERE), 'ecma_basicsr', 'engine', 'safe_save.py')
     res = subprocess.run([sys.executable, '-c', script, str(path), module], capture_output=True, text=True,
                          timeout=120, env=dict(os.environ, **ONE_THREAD))
     assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]

@@ -17,7 +17,9 @@ def trained(tmp_path_factory):
     """Train 4 iterations, then resume to 6 with --auto_resume (shared by the tests below)."""
     root = tmp_path_factory.mktemp('train')
     gt, lq = make_sr_folders(str(root / 'data'))
-    opt_file = write_yaml(root / 'tiny.yml', tiny_sr_options('tiny_ecmasr', gt, lq, total_iter=4))
+    opt = tiny_sr_options('tiny_ecmasr', gt, lq, total_iter=4)
+    opt['recipe'] = {'global_batch_size': 4, 'num_processes': 2}  # the run uses 2 x 1: warned, not refused
+    opt_file = write_yaml(root / 'tiny.yml', opt)
     first = run_cli(['train', '-opt', str(opt_file)], cwd=root)
     second = run_cli(['train', '-opt', str(opt_file), '--auto_resume', '--force_yml', 'train:total_iter=6',
                       'train:scheduler:periods=[6]'], cwd=root)
@@ -35,6 +37,36 @@ def test_train_writes_checkpoints_and_validates(trained):
     assert 'l_freq' in log and 'l_pix' in log
     params = torch.load(exp / 'models' / 'net_g_4.pth', weights_only=True)['params']
     assert any(k.endswith('conv_ctx.weight') for k in params)
+
+
+def test_log_warns_once_when_the_global_batch_differs_from_the_recipe(trained):
+    root, _, first, _ = trained
+    assert first.returncode == 0, first.stderr[-3000:]
+    log = open(glob.glob(str(root / 'experiments' / 'tiny_ecmasr' / 'train_*.log'))[0]).read()
+    assert 'Global batch size: 2 x 1 = 2' in log
+    warnings = [line for line in log.splitlines() if 'differs from the recipe' in line]
+    assert len(warnings) == 1 and 'WARNING' in warnings[0], warnings
+    assert ("Global batch size 2 x 1 = 2 differs from the recipe's 4 (2 processes x 2)" in warnings[0]
+            and 'set datasets:train:batch_size_per_gpu: 4 for these 1 process(es) or run 2 processes with '
+                'batch_size_per_gpu: 2.' in warnings[0])
+
+
+def test_recipe_batch_warning_names_both_batches_and_the_fix():
+    from ecma_basicsr.engine.train_state import recipe_batch_warning
+    recipe = {'global_batch_size': 64, 'num_processes': 8}
+    assert recipe_batch_warning(recipe, 8, 8) is None
+    assert recipe_batch_warning(None, 8, 1) is None and recipe_batch_warning({'num_processes': 8}, 8, 1) is None
+    assert recipe_batch_warning(recipe, 8, 4) == (
+        "Global batch size 8 x 4 = 32 differs from the recipe's 64 (8 processes x 8), which the learning rate and "
+        'iteration count were set for: set datasets:train:batch_size_per_gpu: 16 for these 4 process(es) or run 8 '
+        'processes with batch_size_per_gpu: 8.')
+    assert recipe_batch_warning({'global_batch_size': 64}, 16, 3).endswith(': run 4 processes.')
+    assert recipe_batch_warning({'global_batch_size': 64}, 5, 3).endswith(
+        ': choose batch_size_per_gpu x processes = 64.')
+    with pytest.raises(ValueError, match='recipe:global_batch_size must be a positive integer'):
+        recipe_batch_warning({'global_batch_size': '64'}, 8, 8)
+    with pytest.raises(ValueError, match='recipe must be a mapping'):
+        recipe_batch_warning(64, 8, 8)
 
 
 def test_auto_resume_continues_at_the_right_iteration(trained):

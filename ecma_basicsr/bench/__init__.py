@@ -19,11 +19,11 @@ Modules:
 * :mod:`.report`: CSV, Markdown, plots, provenance;
 * :mod:`.cli`: the ``basicsr bench`` command line.
 """
-from ecma_basicsr.engine.options_check import OptionError
+from ecma_basicsr.errors import UserError
 
 
-class BenchError(OptionError):
+class BenchError(UserError, ValueError):
     """Bad bench input (unknown network, missing file, malformed spec); the message says the fix.
 
-    A subclass of :class:`OptionError`, so the ``basicsr`` command prints it as one line and exits 1.
+    A :class:`~ecma_basicsr.errors.UserError`, so the ``basicsr`` command prints it as one line and exits 1.
     """

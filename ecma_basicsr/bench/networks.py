@@ -44,7 +44,6 @@ def presets():
 
 
 _IN_CH_KEYS = ('in_ch', 'in_channels', 'in_nc', 'img_channel', 'num_in_ch', 'in_chans')
-_PARAM_KEYS = ('params', 'params_ema', 'state_dict', 'model', 'net')
 
 
 @dataclass
@@ -148,7 +147,7 @@ def infer_in_ch(kwargs):
 
 
 def _unknown_name(name):
-    archs = sorted(k for k in _registry()._obj_map if not k.endswith('_basicsr'))
+    archs = sorted(k for k in _registry().keys() if not k.endswith('_basicsr'))
     return BenchError(f"unknown network '{name}'. Use a preset ({', '.join(presets())}; groups: "
                       f"{', '.join(GROUPS)}), a registered arch with arguments such as 'ECMA:variant=T' "
                       f"(registered: {', '.join(archs)}), or a BasicSR option file (*.yml).")
@@ -276,20 +275,9 @@ def build(spec, device='cpu'):
 
 
 def select_state_dict(ckpt, param_key, path):
-    """The state dict inside a checkpoint: ``param_key``, else the first of params/params_ema/..."""
-    if not isinstance(ckpt, dict):
-        raise BenchError(f"checkpoint '{path}' holds a {type(ckpt).__name__}, not a state dict.")
-    if param_key:
-        if param_key not in ckpt:
-            if all(torch.is_tensor(v) for v in ckpt.values()):
-                return ckpt  # a bare state dict (BasicSR's param_key_g: ~)
-            raise BenchError(f"checkpoint '{path}' has no key '{param_key}' (it has: {', '.join(map(str, ckpt))}). "
-                             'Set param_key_g to one of them.')
-        return ckpt[param_key]
-    for key in _PARAM_KEYS:
-        if isinstance(ckpt.get(key), dict):
-            return ckpt[key]
-    return ckpt
+    """The state dict inside a checkpoint (:func:`ecma_basicsr.engine.checkpoint.select_weights`)."""
+    from ecma_basicsr.engine.checkpoint import select_weights
+    return select_weights(ckpt, param_key, path)[0]
 
 
 def load_checkpoint(net, path, param_key=None, label=None):

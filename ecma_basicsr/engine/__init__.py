@@ -1,6 +1,16 @@
-"""The training runtime that ``basicsr train`` / ``basicsr test`` install around BasicSR's pipelines.
+"""The training engine that ``basicsr train`` / ``basicsr test`` install around BasicSR's pipelines.
 
-Exact resume (:mod:`.train_state`), device-aware and fault-tolerant checkpoint loading
-(:mod:`.checkpoint`), atomic writes (:mod:`.safe_save`) and the option-file pre-flight
-(:mod:`.options_check`).
+Importing it changes nothing; :func:`install` / :func:`installed` apply the recorded, reversible
+patches of :mod:`.patches` and :func:`uninstall` removes them. Modules:
+
+* :mod:`.patches`: what is installed into ``basicsr.train`` / ``basicsr.test`` and why;
+* :mod:`.model`: :class:`~.model.EngineModelMixin`, the model-side behaviour by subclassing
+  (atomic checkpoints, RNG states in the training state, weights-only loading, CPU DDP);
+* :mod:`.train_state`: exact resume of the data (seed-ordered resumable sampler, per-sample seeds,
+  RNG capture) and the global-batch statistics;
+* :mod:`.checkpoint`: weights-only loading and resume-point discovery falling back past damaged files;
+* :mod:`.safe_save`: atomic checkpoint writes;
+* :mod:`.dist`: NCCL/gloo process groups for torchrun and slurm;
+* :mod:`.options_check`: the option-file pre-flight (missing datasets, unknown types).
 """
+from ecma_basicsr.engine.patches import install, installed, is_installed, uninstall  # noqa: F401

@@ -8,7 +8,7 @@ newest first, checks the ``.state`` *and* every ``net_<x>_<iter>.pth`` that
 one is truncated, corrupt or refused, saying which file was skipped and why.
 
 Every load goes through :func:`safe_load`: ``torch.load(weights_only=True)`` whatever torch's
-default is. The compat module allow-lists the few plain containers BasicSR stores, so a file
+default is. :mod:`ecma_basicsr.import_hook` allow-lists the few plain containers BasicSR stores, so a file
 that needs any other Python object (e.g. a crafted pickle whose ``__reduce__`` runs a command) is
 refused with :class:`UnsafeCheckpointError` and nothing in it is executed.
 """
@@ -20,13 +20,14 @@ import sys
 import torch
 
 from ecma_basicsr.engine.safe_save import remove_stale_temps
+from ecma_basicsr.errors import UserError
 
 # Warnings produced before BasicSR's logger has its log file; replayed into the log by
 # :func:`flush_notes` (calling get_root_logger earlier would stop it from ever adding the file).
 _NOTES = []
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be used; the message names the file, the cause and the fix."""
 
 
@@ -86,6 +87,42 @@ def safe_load(path, map_location='cpu'):
         first = str(err).splitlines()[0].split('. ')[0] if str(err) else type(err).__name__
         raise CorruptCheckpointError(f"Checkpoint '{path}' is truncated or corrupt ({first}). "
                                      f'It was probably cut short by a crash or an incomplete copy.') from None
+
+
+WEIGHT_KEYS = ('params', 'params_ema', 'state_dict', 'model')  # where published files keep their weights
+
+
+def select_weights(ckpt, param_key, path):
+    """The state dict inside a loaded checkpoint file.
+
+    ``param_key`` when the file has it; otherwise the first entry of :data:`WEIGHT_KEYS` it has
+    (BasicSR's ``params`` / ``params_ema``, ``state_dict`` as in M3SNet's and Lightning files,
+    ``model`` as in IRNeXt's), or the file itself when it is a bare state dict (IMDN's). A
+    ``module.`` prefix is left for the loader.
+
+    Args:
+        ckpt: What :func:`safe_load` returned.
+        param_key (str | None): The requested entry (``path:param_key_g``); None: a bare state dict.
+        path (str): The file, for messages.
+
+    Returns:
+        tuple: (state dict, the entry used or None for a bare state dict).
+
+    Raises:
+        CheckpointError: not a dict, or no entry holds weights; the message lists the entries.
+    """
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"'{path}' holds a {type(ckpt).__name__}, not a dict of weights.")
+    if param_key is not None and isinstance(ckpt.get(param_key), dict):
+        return ckpt[param_key], param_key
+    found = next((k for k in WEIGHT_KEYS if isinstance(ckpt.get(k), dict)), None)
+    if found is not None:
+        return ckpt[found], found
+    if ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
+        return ckpt, None
+    raise CheckpointError(f"'{path}' has no '{param_key}' entry and no weights under {', '.join(WEIGHT_KEYS)} "
+                          f"(entries: {', '.join(map(str, sorted(ckpt, key=str)[:8]))}). Set path:param_key_g to the "
+                          'entry that holds them, or ~ when the file is a bare state dict.')
 
 
 def check_model_file(path):
@@ -200,3 +237,18 @@ def load_resume_state(opt, map_location='cpu'):
             '\n  '.join(skipped) + f"\nRestore a good checkpoint, set path:resume_state, or rename "
             f"{exp_root} to start training from scratch.")
     return None
+
+
+def resume_map_location(opt):
+    """Where a resume state should be mapped: the model's device (CPU when num_gpu is 0)."""
+    if opt.get('num_gpu', 0) != 0 and torch.cuda.is_available():
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
+def pipeline_load_resume_state(opt):
+    """``basicsr.train.load_resume_state``: :func:`load_resume_state` onto the model's device.
+
+    BasicSR's maps the state to ``torch.cuda.current_device()`` and so cannot resume on a CPU.
+    """
+    return load_resume_state(opt, map_location=resume_map_location(opt))

@@ -9,10 +9,12 @@ import os.path as osp
 
 import yaml
 
+from ecma_basicsr.errors import UserError
+
 _PATH_KEYS = ('dataroot_gt', 'dataroot_lq', 'meta_info_file')
 
 
-class OptionError(ValueError):
+class OptionError(UserError, ValueError):
     """An option file that cannot run as written; the message says what to change."""
 
 
@@ -84,7 +86,7 @@ def check_registered_types(opt):
                if k.endswith('_opt') and isinstance(v, dict) and 'type' in v]
     for where, name, registry in checks:
         if name is not None and name not in registry:
-            choices = ', '.join(sorted(k for k in registry._obj_map if not k.endswith('_basicsr')))
+            choices = ', '.join(sorted(k for k in registry.keys() if not k.endswith('_basicsr')))
             problems.append(f"{where} = '{name}' is not registered. Valid choices: {choices}.")
     return problems
 

@@ -1,9 +1,10 @@
-"""Exact resume for BasicSR training: data position, RNG streams and atomic, safe checkpoints.
+"""Exact resume for BasicSR training: data position, RNG streams and the global batch.
 
 BasicSR 1.4.2 resumes the optimizer and scheduler but restarts the interrupted epoch from its
 first batch and keeps neither RNG states nor the loader position, so a resumed run drifts away
-from the run it replaces. :func:`install` patches ``basicsr.train`` and ``BaseModel`` so that a
-resumed run reproduces the uninterrupted one:
+from the run it replaces. This module holds the data side of exact resume; :mod:`.patches` puts
+:func:`create_train_val_dataloader` and the counting prefetchers (:func:`counting_prefetcher`) into
+``basicsr.train``, and :class:`~ecma_basicsr.engine.model.EngineModelMixin` saves and restores the states:
 
 * **Data order from the seed.** :class:`ResumableSampler` replaces ``EnlargedSampler``: the
   permutation of an epoch comes from ``(manual_seed, epoch)`` and is the same on every rank
@@ -16,33 +17,24 @@ resumed run reproduces the uninterrupted one:
   batch of iteration ``t`` is the same for 1 process with batch ``B * W`` and ``W`` processes
   with batch ``B``. (Exception: with ``prefetch_mode: cpu`` and ``num_worker_per_gpu: 0`` the
   dataset runs in BasicSR's prefetch thread, concurrently with the model's own RNG use.)
-* **RNG states.** ``save_training_state`` gathers each rank's torch/CUDA/numpy/python RNG
-  state into the ``.state`` file (``rng``: one entry per rank) plus the loader position
-  (``loop``). On resume the sampler restores them at the moment the resumed epoch draws its
-  first sample, which is the same point of the RNG streams at which the interrupted run saved
-  (validation runs with the RNG states preserved, so it consumes nothing).
-* **Checkpoints** are written by :func:`~ecma_basicsr.engine.safe_save.atomic_save` (temporary
-  file, fsync, rename) and model files are loaded weights-only with clear errors
-  (:func:`~ecma_basicsr.engine.checkpoint.safe_load`).
+* **RNG states.** The model's ``save_training_state`` gathers each rank's torch/CUDA/numpy/python
+  RNG state (:func:`gather_rng_states`) into the ``.state`` file (``rng``: one entry per rank) plus
+  the loader position (``loop``). On resume (:func:`resume_data_position`) the sampler restores them
+  at the moment the resumed epoch draws its first sample, which is the same point of the RNG
+  streams at which the interrupted run saved (validation runs with the RNG states preserved, so it
+  consumes nothing).
 * **Global batch.** The training statistics in the log state the batch per process, the number
-  of processes and their product, the global batch.
-
-Models may add entries to the training state by defining ``extra_training_state()`` (returning a
-dict) and ``load_extra_training_state(state)``; :class:`~ecma_basicsr.models.ecma_model.ECMAModel`
-stores its AMP grad scaler that way.
+  of processes and their product, the global batch, and warn once when the product differs from
+  the option file's ``recipe: global_batch_size`` (:func:`recipe_batch_warning`).
 """
 import contextlib
 import math
-import os
 import random
 import weakref
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
-
-from ecma_basicsr.engine.checkpoint import CheckpointError, flush_notes, safe_load
-from ecma_basicsr.engine.safe_save import atomic_save
 
 _ACTIVE = {'sampler': None}  # weak reference to the training sampler of the running pipeline
 
@@ -245,28 +237,58 @@ def _note_batch(loader):
         sampler.note_batch(loader.batch_size)
 
 
-def _counting_prefetchers():
-    from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
+def counting_prefetcher(base):
+    """``base`` (BasicSR's ``CPUPrefetcher`` or ``CUDAPrefetcher``) telling the sampler each batch handed out."""
 
-    class CountingCPUPrefetcher(CPUPrefetcher):
-        """BasicSR's CPUPrefetcher that tells the sampler each batch handed out."""
-
+    class Counting(base):
         def next(self):
             batch = super().next()
             if batch is not None:
                 _note_batch(self.ori_loader)
             return batch
 
-    class CountingCUDAPrefetcher(CUDAPrefetcher):
-        """BasicSR's CUDAPrefetcher that tells the sampler each batch handed out."""
+    Counting.__name__ = Counting.__qualname__ = f'Counting{base.__name__}'
+    Counting.__doc__ = f'BasicSR\'s {base.__name__} that tells the training sampler each batch handed out.'
+    return Counting
 
-        def next(self):
-            batch = super().next()
-            if batch is not None:
-                _note_batch(self.ori_loader)
-            return batch
 
-    return CountingCPUPrefetcher, CountingCUDAPrefetcher
+def recipe_batch_warning(recipe, per_process, world_size):
+    """The warning for a global batch that differs from the option file's ``recipe``, or None.
+
+    Args:
+        recipe (dict | None): The option file's ``recipe`` (``global_batch_size``, ``num_processes``: the
+            setting the learning rate and iteration count were chosen for).
+        per_process (int): ``batch_size_per_gpu``.
+        world_size (int): Number of processes.
+
+    Returns:
+        str | None: One line naming both global batches and the fix, or None when they agree (or no
+        recipe states a global batch).
+    """
+    if recipe is not None and not isinstance(recipe, dict):
+        raise ValueError(f'recipe must be a mapping like {{global_batch_size: 64, num_processes: 8}}, got {recipe!r}.')
+    target = (recipe or {}).get('global_batch_size')
+    if target is None:
+        return None
+    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+        raise ValueError(f'recipe:global_batch_size must be a positive integer, got {target!r}.')
+    actual = per_process * world_size
+    if actual == target:
+        return None
+    procs = recipe.get('num_processes')
+    fixes = []
+    if target % world_size == 0:
+        fixes.append(f'set datasets:train:batch_size_per_gpu: {target // world_size} for these {world_size} '
+                     f'process(es)')
+    if isinstance(procs, int) and procs > 0 and target % procs == 0:
+        fixes.append(f'run {procs} processes with batch_size_per_gpu: {target // procs}')
+    elif target % per_process == 0:
+        fixes.append(f'run {target // per_process} processes')
+    fix = ' or '.join(fixes) if fixes else f'choose batch_size_per_gpu x processes = {target}'
+    setting = f' ({procs} processes x {target // procs})' if isinstance(procs, int) and procs > 0 and \
+        target % procs == 0 else ''
+    return (f'Global batch size {per_process} x {world_size} = {actual} differs from the recipe\'s {target}{setting}, '
+            f'which the learning rate and iteration count were set for: {fix}.')
 
 
 def shared_seed(opt):
@@ -319,6 +341,9 @@ def create_train_val_dataloader(opt, logger):
                         f'{per_process * opt["world_size"]}'
                         f'\n\tRequire iter number per epoch: {iters_per_epoch}'
                         f'\n\tTotal epochs: {total_epochs}; iters: {total_iters}.')
+            warning = recipe_batch_warning(opt.get('recipe'), per_process, opt['world_size'])
+            if warning is not None:
+                logger.warning(warning)
         elif phase.split('_')[0] == 'val':
             val_set = build_dataset(dataset_opt)
             val_loader = build_dataloader(val_set, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'],
@@ -330,51 +355,6 @@ def create_train_val_dataloader(opt, logger):
     if train_loader is None:
         raise ValueError('The option file has no datasets:train entry; training needs one.')
     return train_loader, train_sampler, val_loaders, total_epochs, total_iters
-
-
-# ----------------------------------------------------------------------------- model patches
-def _save_network(self, net, net_label, current_iter, param_key='params'):
-    """BaseModel.save_network written atomically (rank 0 only, as in BasicSR)."""
-    from basicsr.utils import get_root_logger
-
-    if current_iter == -1:
-        current_iter = 'latest'
-    save_path = os.path.join(self.opt['path']['models'], f'{net_label}_{current_iter}.pth')
-    nets = net if isinstance(net, list) else [net]
-    keys = param_key if isinstance(param_key, list) else [param_key]
-    if len(nets) != len(keys):
-        raise ValueError(f'save_network got {len(nets)} networks but {len(keys)} param keys.')
-    save_dict = {}
-    for net_, key in zip(nets, keys):
-        state_dict = self.get_bare_model(net_).state_dict()
-        save_dict[key] = {(k[7:] if k.startswith('module.') else k): v.cpu() for k, v in state_dict.items()}
-    atomic_save(save_dict, save_path, logger=get_root_logger())
-
-
-def _save_training_state(self, epoch, current_iter):
-    """BaseModel.save_training_state plus RNG states of all ranks and the loader position.
-
-    Called on every rank (gathering the RNG states is collective); rank 0 writes the file.
-    """
-    from basicsr.utils import get_root_logger
-
-    if current_iter == -1:
-        return
-    rng = gather_rng_states()
-    if _dist_info()[0] != 0:
-        return
-    state = {'epoch': epoch, 'iter': current_iter,
-             'optimizers': [o.state_dict() for o in self.optimizers],
-             'schedulers': [s.state_dict() for s in self.schedulers],
-             'rng': rng}
-    sampler = active_sampler()
-    if sampler is not None:
-        state['loop'] = sampler.state_dict()
-    extra = getattr(self, 'extra_training_state', None)
-    if extra is not None:
-        state.update(extra())
-    save_path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
-    atomic_save(state, save_path, logger=get_root_logger())
 
 
 def resume_data_position(resume_state, logger):
@@ -403,81 +383,3 @@ def resume_data_position(resume_state, logger):
     sampler.resume(loop['epoch'], loop['position'], rng)
     logger.info(f"Resume: epoch {loop['epoch']} continues after {loop['position']} of {sampler.total_size} samples"
                 f"{'; RNG states restored' if rng is not None else ''}.")
-
-
-def _wrap_resume_training(original):
-    def resume_training(self, resume_state):
-        from basicsr.utils import get_root_logger
-        logger = get_root_logger()
-        flush_notes(logger)
-        original(self, resume_state)
-        load_extra = getattr(self, 'load_extra_training_state', None)
-        if load_extra is not None:
-            load_extra(resume_state)
-        resume_data_position(resume_state, logger)
-
-    resume_training.__doc__ = original.__doc__
-    return resume_training
-
-
-_WEIGHT_KEYS = ('params', 'params_ema', 'state_dict', 'model')
-
-
-def _load_network(self, net, load_path, strict=True, param_key='params'):
-    """BaseModel.load_network with weights-only loading and a clear error for a missing key."""
-    from copy import deepcopy
-
-    from basicsr.utils import get_root_logger
-
-    logger = get_root_logger()
-    net = self.get_bare_model(net)
-    load_net = safe_load(load_path, map_location='cpu')
-    if param_key is not None:
-        if not isinstance(load_net, dict):
-            raise CheckpointError(f"'{load_path}' holds a {type(load_net).__name__}, not a dict of weights.")
-        if param_key not in load_net:
-            # Published checkpoints wrap their weights differently: BasicSR 'params' / 'params_ema',
-            # 'state_dict' (e.g. M3SNet), 'model' (e.g. IRNeXt), or nothing (a bare state dict, e.g. IMDN).
-            found = next((k for k in _WEIGHT_KEYS if isinstance(load_net.get(k), dict)), None)
-            if found is None and load_net and all(torch.is_tensor(v) for v in load_net.values()):
-                logger.info(f"Loading: '{load_path}' has no '{param_key}' entry; it is a bare state dict.")
-                param_key = None
-            elif found is None:
-                raise CheckpointError(f"'{load_path}' has no '{param_key}' entry (entries: {sorted(load_net)[:8]}). "
-                                      'Set path:param_key_g to one of them, or ~ when the file is a bare state dict.')
-            else:
-                logger.info(f"Loading: '{param_key}' does not exist in '{load_path}', use '{found}'.")
-                param_key = found
-        if param_key is not None:
-            load_net = load_net[param_key]
-    logger.info(f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
-    for k, v in deepcopy(load_net).items():
-        if k.startswith('module.'):
-            load_net[k[7:]] = v
-            load_net.pop(k)
-    self._print_different_keys_loading(net, load_net, strict)
-    net.load_state_dict(load_net, strict=strict)
-
-
-def _wrap_validation(original):
-    def validation(self, *args, **kwargs):
-        with preserved_rng():
-            return original(self, *args, **kwargs)
-
-    validation.__doc__ = original.__doc__
-    return validation
-
-
-def install():
-    """Patch ``basicsr.train`` and ``BaseModel`` (called once by :func:`ecma_basicsr.compat.apply`)."""
-    from basicsr import train as train_mod
-    from basicsr.models.base_model import BaseModel
-    from basicsr.utils.dist_util import master_only
-
-    train_mod.create_train_val_dataloader = create_train_val_dataloader
-    train_mod.CPUPrefetcher, train_mod.CUDAPrefetcher = _counting_prefetchers()
-    BaseModel.save_network = master_only(_save_network)
-    BaseModel.save_training_state = _save_training_state
-    BaseModel.resume_training = _wrap_resume_training(BaseModel.resume_training)
-    BaseModel.load_network = _load_network
-    BaseModel.validation = _wrap_validation(BaseModel.validation)

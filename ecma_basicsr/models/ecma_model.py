@@ -19,8 +19,9 @@ Adds to ``basicsr.models.SRModel``:
 * ``train: deterministic: true`` - cuDNN autotuning off and deterministic cuDNN kernels, so GPU
   runs (and resumed runs) repeat exactly.
 
-Resume (data position, RNG states) and atomic checkpoints are handled for every BasicSR model
-by :mod:`ecma_basicsr.engine.train_state`.
+Exact resume (RNG states, data position), atomic checkpoints, weights-only loading and CPU DDP come
+from :class:`~ecma_basicsr.engine.model.EngineModelMixin`, a base class (the ``basicsr train`` engine
+gives other BasicSR models the same mixin).
 
 Validation (PSNR/SSIM per the ``val: metrics`` options) is SRModel's. BasicSR's ``SwinIR`` gets the
 authors' reflect-pad-and-crop around its forward (:mod:`ecma_basicsr.archs.window_padding`), so it
@@ -38,6 +39,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from ecma_basicsr.archs import fuse_for_inference
 from ecma_basicsr.archs.window_padding import add_window_padding
 from ecma_basicsr.engine.checkpoint import list_states
+from ecma_basicsr.engine.model import EngineModelMixin
 
 
 def make_optimizer(optim_type, params, lr, **kwargs):
@@ -71,7 +73,7 @@ def amp_dtype(value, device):
 
 
 @MODEL_REGISTRY.register()
-class ECMAModel(SRModel):
+class ECMAModel(EngineModelMixin, SRModel):
     """Image restoration model for ECMA (and any network: it only adds losses/optimizers)."""
 
     def __init__(self, opt):
