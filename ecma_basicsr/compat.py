@@ -244,7 +244,7 @@ def resume_map_location(opt):
 
 def _patch_resume():
     from basicsr import train as train_mod
-    from ecma_basicsr.utils import checkpoint
+    from ecma_basicsr.engine import checkpoint
 
     def load_resume_state(opt):
         return checkpoint.load_resume_state(opt, map_location=resume_map_location(opt))
@@ -253,7 +253,7 @@ def _patch_resume():
 
 
 def _patch_training_state():
-    from ecma_basicsr.utils import train_state
+    from ecma_basicsr.engine import train_state
     train_state.install()
 
 
