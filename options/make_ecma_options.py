@@ -20,6 +20,11 @@ RGB = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': Fa
        'ssim': {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': False}}
 Y4 = {'psnr': {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True},
       'ssim': {'type': 'calculate_ssim', 'crop_border': 4, 'test_y_channel': True}}
+# RealBlur's own scoring (ecma_basicsr/metrics/realblur_metric.py): intensity matching + ECC homography, PSNR/SSIM
+# over the valid region. Test files only: ECC costs seconds per image, too slow for validation during training.
+REALBLUR = {'psnr': {'type': 'calculate_realblur_psnr'}, 'ssim': {'type': 'calculate_realblur_ssim'}}
+TEST_METRICS = {'RealBlur-J': (REALBLUR, 'RealBlur scoring: intensity-matched, ECC-aligned'),
+                'RealBlur-R': (REALBLUR, 'RealBlur scoring: intensity-matched, ECC-aligned')}
 
 # task -> (dataset name, train lq, train gt, test sets [(name, lq, gt)], weight decay, prep command)
 TASKS = {
@@ -152,8 +157,9 @@ def all_files():
             prep = TASKS[task][5]
             add(folder, f'ECMA-{variant}_{task}_train.yml', f'ECMA-{variant} trained on {task} (paper Sec. 4 recipe).',
                 prep, train_options(variant, task), paper)
-            add(folder, f'ECMA-{variant}_{task}_test.yml', f'ECMA-{variant} on the {task} test set, RGB, no crop.',
-                prep, test_options(variant, task, TASKS[task][3]), paper)
+            metrics, protocol = TEST_METRICS.get(task, (RGB, 'RGB, no crop'))
+            add(folder, f'ECMA-{variant}_{task}_test.yml', f'ECMA-{variant} on the {task} test set, {protocol}.',
+                prep, test_options(variant, task, TASKS[task][3], metrics), paper)
     for variant, paper in HIDE_ROWS:
         add('table3_hide', f'ECMA-{variant}_HIDE_test.yml', f'ECMA-{variant} trained on GoPro, tested on HIDE.',
             TASKS['HIDE'][5], test_options(variant, 'GoPro', TASKS['HIDE'][3]), paper)
