@@ -128,7 +128,8 @@ _ROW_KEYS = {'method', 'ref', 'config', 'paper', 'note', 'implemented', 'extra',
 def _row(d, table, columns, where):
     unknown = set(d) - _ROW_KEYS
     if unknown:
-        raise PaperTableError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_ROW_KEYS))}")
+        raise PaperTableError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                              f"valid: {', '.join(sorted(_ROW_KEYS))}")
     if not d.get('method'):
         raise PaperTableError(f'{where}: a row needs a method')
     where = f"{where} ({d['method']})"

@@ -138,7 +138,8 @@ def line(text, *parts):
 
 def section(md, table):
     """The report's part for one table."""
-    return re.split(r'^## ', md, flags=re.M)[1:][[int(m) for m in re.findall(r'^## Table (\d+)', md, re.M)].index(table)]
+    numbers = [int(m) for m in re.findall(r'^## Table (\d+)', md, re.M)]
+    return re.split(r'^## ', md, flags=re.M)[1:][numbers.index(table)]
 
 
 def test_real_basicsr_log_is_read(tree, real_run):
