@@ -10,6 +10,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['ecma_basicsr', 'ecma_basicsr.*', 'datasets_prep', 'datasets_prep.*']),
+    package_data={'ecma_basicsr': ['paper_tables.yaml']},
     install_requires=[
         'basicsr==1.4.2',
         'torch>=2.1',

@@ -267,7 +267,7 @@ class Sources:
         fix = tuple(f'basicsr test -opt {f}' for f in files)
         if not test_logs:
             return Found(why=f'no usable test log under {where}', fix=fix)
-        return Found(why=f'no {dataset} result in the test logs under {where}', fix=fix)
+        return Found(why=f'not in the test logs under {where}', fix=fix)
 
     def bench_value(self, table, row, column):
         if not row.bench:
