@@ -275,10 +275,12 @@ class Sources:
         if not self.bench_runs:
             return Found(why='no bench run given (--bench)', fix=(f'basicsr bench --nets {shlex.quote(row.bench)}',))
         label, keys = row.bench_label, table.bench_columns(column, row)
+        seen = False
         for run in sorted(self.bench_runs, key=lambda r: r.date or datetime.datetime.min, reverse=True):
             rec = run.rows.get(label)
             if rec is None:
                 continue
+            seen = True
             for key in keys:
                 text = (rec.get(key) or '').strip()
                 if text:
@@ -291,8 +293,8 @@ class Sources:
             status = (rec.get(f"status@{keys[0].split('@')[-1]}") if '@' in keys[0] else rec.get('status')) or ''
             if status and status != 'ok':
                 return Found(why=f"bench row '{label}': {status}")
-        return Found(why=f"no bench row '{label}' with {' / '.join(keys)}",
-                     fix=(f'basicsr bench --nets {shlex.quote(row.bench)}',))
+        why = f"bench row '{label}' has no {' / '.join(keys)}" if seen else f"no bench row '{label}'"
+        return Found(why=why, fix=(f'basicsr bench --nets {shlex.quote(row.bench)}',))
 
     def value(self, table, row, column):
         if column.source == 'log':
