@@ -72,6 +72,7 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['ecma_basicsr', 'ecma_basicsr.*', 'datasets_prep', 'datasets_prep.*']),
     cmdclass={'build_py': BuildPyWithImportHook, 'develop': DevelopWithImportHook},
+    package_data={'ecma_basicsr': ['paper_tables.yaml']},
     install_requires=[
         'basicsr==1.4.2',
         'torch>=2.1',

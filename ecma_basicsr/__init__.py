@@ -4,8 +4,8 @@ Importing this package (or any of its networks, losses, models or datasets) does
 
 * what must precede ``import basicsr`` on current torch / torchvision (:mod:`.import_hook`: the
   ``functional_tensor`` alias finder and the weights-only allow-list of BasicSR's state containers);
-* it fills BasicSR's registries, so option files can use ``type: ECMA``, ``type: FFTLoss`` and
-  ``model_type: ECMAModel``.
+* it fills BasicSR's registries, so option files can use ``type: ECMA``, ``type: FFTLoss``,
+  ``model_type: ECMAModel`` and ``type: calculate_realblur_psnr``.
 
 It changes no BasicSR function or class. The training runtime (exact resume, safe checkpoints,
 CPU/GPU distributed launch, registry messages) is :mod:`.engine`, installed explicitly by
@@ -15,6 +15,6 @@ from . import import_hook
 
 import_hook.install()
 
-from . import archs, data, losses, models  # noqa: E402,F401  (fill the registries)
+from . import archs, data, losses, metrics, models  # noqa: E402,F401  (fill the registries)
 
 __version__ = '0.1.0'
