@@ -19,4 +19,5 @@ demo: $(STAMP)
 	$(PY) -m ecma_basicsr.demo
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests

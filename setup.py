@@ -87,6 +87,6 @@ setup(
         'pyyaml',
         'tqdm',
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest', 'ruff']},
     entry_points={'console_scripts': ['basicsr=ecma_basicsr.cli:main']},
 )

@@ -28,8 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ecma_basicsr  # noqa: E402,F401
 from ecma_basicsr.archs import fft_conv  # noqa: E402
 from ecma_basicsr.archs.ecma_arch import ECMA, ECMASR  # noqa: E402
-from ecma_basicsr.archs.fft_conv import LargeKernelConv  # noqa: E402
-from ecma_basicsr.archs.fft_conv import fft_conv_macs  # noqa: E402
+from ecma_basicsr.archs.fft_conv import (
+    LargeKernelConv,  # noqa: E402
+    fft_conv_macs,  # noqa: E402
+)
 
 
 def layer_shapes(variant, h, w):

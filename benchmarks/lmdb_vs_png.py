@@ -28,11 +28,11 @@ import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import ecma_basicsr  # noqa: E402,F401  (basicsr 1.4.2 imports only after our compat patches)
 import cv2  # noqa: E402
 import lmdb  # noqa: E402
 from basicsr.utils import FileClient, imfrombytes  # noqa: E402
 
+import ecma_basicsr  # noqa: E402,F401  (basicsr 1.4.2 imports only after our compat patches)
 from datasets_prep.common import write_png_atomic  # noqa: E402
 from datasets_prep.lmdb_writer import LmdbWriter, read_meta  # noqa: E402
 
@@ -110,7 +110,8 @@ def main(argv=None):
         png_dir = osp.join(work, 'png')
         lmdb_bytes = os.path.getsize(osp.join(lmdb_path, 'data.mdb'))
         png_bytes = sum(os.path.getsize(osp.join(png_dir, k + '.png')) for k in keys)
-        print(f'pool: {len(keys)} crops, built in {time.perf_counter() - t0:.1f} s; LMDB data.mdb {lmdb_bytes / 2**20:.1f} MiB'
+        print(f'pool: {len(keys)} crops, built in {time.perf_counter() - t0:.1f} s; '
+          f'LMDB data.mdb {lmdb_bytes / 2**20:.1f} MiB'
               f'{" (whole LMDB)" if args.lmdb else ""}, PNG files {png_bytes / 2**20:.1f} MiB')
 
         lmdb_client = FileClient('lmdb', db_paths=[lmdb_path], client_keys=['gt'], readonly=True, lock=False,

@@ -17,8 +17,17 @@ the LMDBs alike, and ``test/names.tsv`` maps each new name back to the source fi
 import os
 import os.path as osp
 
-from .common import (PrepError, _atomic_write_bytes, describe_dir, expected_count, list_images, note, prep_pairs,
-                     sanitize_key, update_manifest)
+from .common import (
+    PrepError,
+    _atomic_write_bytes,
+    describe_dir,
+    expected_count,
+    list_images,
+    note,
+    prep_pairs,
+    sanitize_key,
+    update_manifest,
+)
 from .gopro import flat_pairs
 
 OFFICIAL_TEST = 2025

@@ -33,9 +33,24 @@ import os.path as osp
 import numpy as np
 
 from .bicubic import bicubic_downscale, load_basicsr, mod_crop
-from .common import (PrepError, _write_copy, describe_dir, expected_count, lcm, list_images, note,
-                     parallel_map, read_image, run_jobs, sliding_crops, crop_key, encode_png,
-                     write_png_atomic, JobError, update_manifest)
+from .common import (
+    JobError,
+    PrepError,
+    _write_copy,
+    crop_key,
+    describe_dir,
+    encode_png,
+    expected_count,
+    lcm,
+    list_images,
+    note,
+    parallel_map,
+    read_image,
+    run_jobs,
+    sliding_crops,
+    update_manifest,
+    write_png_atomic,
+)
 from .lmdb_writer import is_complete, lmdb_count
 
 SR_SETS = {

@@ -39,8 +39,9 @@ def _pipeline_argv(prog, argv):
 
 
 def run_train(argv):
-    from ecma_basicsr import engine  # the package (a parent of this module) has filled the registries
     from basicsr.train import train_pipeline
+
+    from ecma_basicsr import engine  # the package (a parent of this module) has filled the registries
 
     _pipeline_argv('basicsr train', argv)
     with engine.installed():
@@ -48,8 +49,9 @@ def run_train(argv):
 
 
 def run_test(argv):
-    from ecma_basicsr import engine
     from basicsr.test import test_pipeline
+
+    from ecma_basicsr import engine
 
     _pipeline_argv('basicsr test', argv)
     with engine.installed():

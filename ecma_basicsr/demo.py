@@ -52,7 +52,7 @@ def evaluate(net_path, network_opt, data_root):
     import torch
     from basicsr.archs import build_network
     from basicsr.metrics import calculate_psnr, calculate_ssim
-    from basicsr.utils import img2tensor, imfrombytes, tensor2img
+    from basicsr.utils import imfrombytes, img2tensor, tensor2img
     from basicsr.utils.matlab_functions import imresize
 
     net = build_network(dict(network_opt))

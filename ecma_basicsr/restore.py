@@ -56,6 +56,7 @@ def main(argv=None):
 
     import torch
     from basicsr.utils import img2tensor, imwrite, tensor2img
+
     from ecma_basicsr.archs import fuse_for_inference
     from ecma_basicsr.bench.networks import build, parse_spec
 

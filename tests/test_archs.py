@@ -9,9 +9,9 @@ import pytest
 import torch
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
+from network_cases import TINY
 
 from ecma_basicsr.archs.presets import all_presets
-from network_cases import TINY
 
 PRESETS = {name: p for name, p in all_presets().items() if p.params}
 

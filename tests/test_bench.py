@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-
 from conftest import shared_path
-from ecma_basicsr.archs.fft_conv import LargeKernelConv, fft_plane
+
+from ecma_basicsr.analysis.flops import analyze_macs
+from ecma_basicsr.archs.fft_conv import LargeKernelConv, fft_conv_macs, fft_plane, transform_macs
 from ecma_basicsr.bench import BenchError
 from ecma_basicsr.bench.networks import expand_specs, parse_spec
 from ecma_basicsr.bench.report import csv_columns, default_plot_size, make_plots
 from ecma_basicsr.bench.testsets import parse_testset, reference_scores
-from ecma_basicsr.analysis.flops import analyze_macs
-from ecma_basicsr.archs.fft_conv import fft_conv_macs, transform_macs
 
 TINY_ECMA = 'tiny=ECMA:width=8,enc_blocks=[1,1],kernels=[8,4]'
 TINY_SR = 'tinysr=IMDN:nf=16,num_modules=1,upscale=2'
@@ -77,6 +76,7 @@ def test_markdown_plots_and_provenance(bench_run):
 
 def test_rerender_rebuilds_the_tables_from_raw_json(bench_run, tmp_path):
     import shutil
+
     from ecma_basicsr.bench.report import rerender
     copy = tmp_path / 'copy'
     shutil.copytree(bench_run, copy)
@@ -89,6 +89,7 @@ def test_rerender_rebuilds_the_tables_from_raw_json(bench_run, tmp_path):
 
 def test_report_cli_rerenders_and_names_a_folder_that_is_not_a_run(bench_run, tmp_path, capsys):
     import shutil
+
     from ecma_basicsr.bench.report import main
     copy = tmp_path / 'copy'
     shutil.copytree(bench_run, copy)
@@ -255,9 +256,10 @@ def test_mac_count_is_the_architectures_not_the_fused_copys():
     resolution); MACs are counted on the network as built, which is what the papers count."""
     from mmengine.analysis import FlopAnalyzer
     from mmengine.analysis.jit_handles import addmm_flop_jit
+
+    from ecma_basicsr.analysis.flops import conv_mode_handle
     from ecma_basicsr.archs import fuse_for_inference
     from ecma_basicsr.archs.ecma_arch import ECMA
-    from ecma_basicsr.analysis.flops import conv_mode_handle
     net = ECMA(width=8, enc_blocks=(1, 1), kernels=(8, 4), large_kernel_mode='spatial').eval()
     x = torch.rand(1, 3, 32, 32)
     built = FlopAnalyzer(net, (x, )).unsupported_ops_warnings(False).uncalled_modules_warnings(False)

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr
-
 from conftest import shared_path
 
 

@@ -18,8 +18,8 @@ import cv2
 import lmdb
 import numpy as np
 import pytest
-
 from conftest import REPO, shared_path
+
 from datasets_prep.__main__ import build_parser, main
 from datasets_prep.bicubic import bicubic_downscale, mod_crop
 from datasets_prep.commands import COMMANDS, command_for_path
@@ -95,8 +95,9 @@ def test_crop_positions_follow_basicsr_extract_subimages():
 
 
 def test_bicubic_is_basicsr_imresize_plus_matlab_uint8_rounding():
-    import ecma_basicsr  # noqa: F401
     from basicsr.utils.matlab_functions import imresize
+
+    import ecma_basicsr  # noqa: F401
     rng = np.random.default_rng(0)
     img = rand_img(rng, 61, 47)
     for scale in (2, 3, 4):

@@ -19,7 +19,6 @@ import sys
 import pytest
 import torch
 import yaml
-
 from helpers import make_sr_folders, tiny_sr_options, write_yaml
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -194,9 +193,9 @@ def test_pytorch_launcher_without_torchrun_says_how_to_start(monkeypatch, engine
 
 if __name__ == '__main__':
     record_dir = sys.argv[1]
-    import ecma_basicsr  # noqa: F401
     from basicsr.models import sr_model
 
+    import ecma_basicsr  # noqa: F401
     from ecma_basicsr.cli import main
     from ecma_basicsr.engine import model as engine_model
     from ecma_basicsr.models.ecma_model import ECMAModel

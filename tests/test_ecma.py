@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ecma_basicsr.archs.ecma_arch import ABLATIONS, ECMA, ECMASR, same_cost_spatial_kernel
-from ecma_basicsr.archs.fft_conv import (LargeKernelConv, fast_fft_size, fft_grouped_conv, spatial_grouped_conv)
+from ecma_basicsr.archs.fft_conv import LargeKernelConv, fast_fft_size, fft_grouped_conv, spatial_grouped_conv
 
 
 @pytest.mark.parametrize('k', [8, 16, 24, 32])
@@ -66,6 +66,7 @@ def test_modes_give_identical_outputs_and_auto_picks_one():
 
 def test_auto_timing_stops_early_when_one_path_is_clearly_slower():
     import time
+
     from ecma_basicsr.archs.fft_conv import _time_pair
     calls = {'fast': 0, 'slow': 0}
 

@@ -24,7 +24,6 @@ import os.path as osp
 import pytest
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
-
 from conftest import SHARED
 
 GOLDEN = osp.join(SHARED, 'golden')

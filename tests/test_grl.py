@@ -15,10 +15,19 @@ import torch
 import torch.nn.functional as F
 import yaml
 from basicsr.utils.registry import ARCH_REGISTRY
-
 from conftest import SHARED
-from ecma_basicsr.archs.grl_arch import (GRL, PRESETS, AnchorStripeAttention, WindowAttention, anchor_coords_table,
-                                         anchor_position_index, map_authors_state_dict, shift_mask, stripe_geometry)
+
+from ecma_basicsr.archs.grl_arch import (
+    GRL,
+    PRESETS,
+    AnchorStripeAttention,
+    WindowAttention,
+    anchor_coords_table,
+    anchor_position_index,
+    map_authors_state_dict,
+    shift_mask,
+    stripe_geometry,
+)
 from ecma_basicsr.archs.state_dict_check import CheckpointMismatchError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -17,8 +17,8 @@ import sys
 import pytest
 import torch
 import yaml
-
 from conftest import shared_path
+
 from ecma_basicsr.archs.imdn_arch import IMDN
 from ecma_basicsr.archs.state_dict_check import CheckpointMismatchError
 

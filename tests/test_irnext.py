@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from basicsr.losses import build_loss
+from helpers import run_cli
 
 from ecma_basicsr.archs.irnext_arch import PRESETS, DynamicFilter, IRNeXt, MultiScaleModule
 from ecma_basicsr.archs.state_dict_check import CheckpointMismatchError
-from helpers import run_cli
 
 
 def lam_reference(lam, x):
@@ -170,8 +170,9 @@ def test_loss_is_equations_8_to_10():
 
 def test_gopro_option_file_trains_with_the_multi_output_loss(tmp_path):
     """options/table2_gopro/IRNeXt_GoPro_train.yml, two iterations on a tiny GoPro-layout sample."""
-    from datasets_prep.sample import make_sample
     from conftest import REPO
+
+    from datasets_prep.sample import make_sample
     make_sample('deblur', str(tmp_path / 'datasets' / 'GoPro'), like='gopro', crop=64, step=64, frames=1,
                 max_side=128, train_photos=('astronaut', 'rocket'), test_photos=('chelsea',))
     path = f'{REPO}/options/table2_gopro/IRNeXt_GoPro_train.yml'

@@ -5,7 +5,6 @@ import pytest
 import torch
 from basicsr.models import build_model
 from basicsr.utils.registry import ARCH_REGISTRY
-
 from helpers import tiny_sr_options
 
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 from basicsr.archs import build_network
+from helpers import run_cli
 
 from ecma_basicsr.engine.options_check import check_registered_types, missing_dataset_paths
-from helpers import run_cli
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FILES = sorted(glob.glob(osp.join(REPO, 'options', '**', '*.yml'), recursive=True))

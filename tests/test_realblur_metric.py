@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import yaml
 from basicsr.metrics import calculate_metric, calculate_psnr, calculate_ssim
+from helpers import smooth_image
 
 from ecma_basicsr.metrics import realblur_metric as rb
-from helpers import smooth_image
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from helpers import run_cli, smooth_image
 
 from ecma_basicsr import report
 from ecma_basicsr.paper_tables import load_index
-from helpers import run_cli, smooth_image
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -2,9 +2,9 @@
 import cv2
 import numpy as np
 import torch
+from helpers import run_cli
 
 from ecma_basicsr.archs.ecma_arch import ECMASR
-from helpers import run_cli
 
 TINY = 'ECMASR:upscale=2,width=8,enc_blocks=[1,1],kernels=[8,4]'
 

@@ -20,7 +20,6 @@ import sys
 
 import pytest
 import torch
-
 from helpers import make_sr_folders, tiny_sr_options, write_yaml
 
 HERE = osp.dirname(osp.abspath(__file__))

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-
 from helpers import make_sr_folders, run_cli, tiny_sr_options, write_yaml
 
 

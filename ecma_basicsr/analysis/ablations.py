@@ -120,7 +120,8 @@ def format_table(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m ecma_basicsr.analysis.ablations', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m ecma_basicsr.analysis.ablations',
+                                     description=__doc__.split('\n')[0])
     parser.add_argument('--search', action='store_true', help='re-derive each row\'s blocks / width')
     args = parser.parse_args(argv)
     import ecma_basicsr  # noqa: F401  (registries)

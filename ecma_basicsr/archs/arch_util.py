@@ -1,13 +1,12 @@
 """Small building blocks shared by several registered networks.
 
 What lives here is deliberately generic: padding an image to a multiple of a window / down-sampling
-factor and cropping it back (every network in this package must accept any H x W, see
-``DESIGN.md``), and stochastic depth for the transformer baselines. Network-specific blocks stay in
-their ``*_arch.py`` (e.g. ``NAFBlock`` and ``LayerNorm2d`` are in :mod:`.nafnet_arch`).
+factor and cropping it back (every network in this package accepts any H x W), and stochastic depth
+for the transformer baselines. Network-specific blocks stay in their ``*_arch.py`` (e.g. ``NAFBlock`` and
+``LayerNorm2d`` are in :mod:`.nafnet_arch`).
 """
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 

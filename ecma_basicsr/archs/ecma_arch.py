@@ -310,7 +310,8 @@ class ECMAUNet(nn.Module):
     def __init__(self, width, enc_blocks, kernels, ref_size, block_opts):
         super().__init__()
         if len(kernels) != len(enc_blocks):
-            raise ValueError(f'kernels {tuple(kernels)} must give one size per stage of enc_blocks {tuple(enc_blocks)}.')
+            raise ValueError(f'kernels {tuple(kernels)} must give one size per stage of enc_blocks '
+                             f'{tuple(enc_blocks)}.')
         expands = per_level(block_opts['ffn_expand'], len(enc_blocks), 'ffn_expand')
         self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
         self.decoders, self.fusions = nn.ModuleList(), nn.ModuleList()

@@ -52,7 +52,7 @@ maps the authors' layout (and drops their 13 non-learned buffers) itself, so the
 through BasicSR's ``pretrain_network_g`` as they are.
 
 Presets (``PRESETS``; parameter counts printed by
-``python -c "from ecma_basicsr.archs.grl_arch import print_presets; print_presets()"``):
+``python -m ecma_basicsr.presets --arch GRL``):
 
 =============  =====  ===  =============  =====  =====  ==============  ======  ==========
 preset         scale  dim  depths         heads  local  window/stripes  anchor  params
@@ -1017,12 +1017,3 @@ class GRL(CheckedLoadMixin, nn.Module):
             up = "'' (restoration)"
         return (f'the checkpoint looks like embed_dim={w.shape[0]}, {len(stages)} stages, '
                 f'local_connection={local}, upsampler={up}.')
-
-
-def print_presets():
-    """Print our parameter count of every preset beside the published one (the module docstring table)."""
-    for name, preset in PRESETS.items():
-        with torch.device('meta'):
-            net = GRL(**preset.kwargs)
-        n = sum(p.numel() for p in net.parameters())
-        print(f'{name:14s} ours {n / 1e6:6.2f} M   published {preset.params / 1e6:6.2f} M   ({preset.source})')

@@ -63,7 +63,6 @@ Variants (``python -m ecma_basicsr.presets --arch HiIR`` counts them against the
 
 The published counts are in :data:`PRESETS`.
 """
-import math
 from functools import lru_cache
 
 import torch
@@ -72,8 +71,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from ecma_basicsr.archs.arch_util import crop_to, init_transformer_weights, pad_to_multiple
-from ecma_basicsr.archs.presets import Preset, resolve_preset
 from ecma_basicsr.archs.grl_arch import Upsample, merge, partition, relative_position_table
+from ecma_basicsr.archs.presets import Preset, resolve_preset
 from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
 __all__ = ['HiIRAttention', 'ConvFFN', 'HiIRLayer', 'HiIRStage', 'HiIR', 'HIIR_VARIANTS', 'PRESETS']

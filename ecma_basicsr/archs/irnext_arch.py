@@ -36,7 +36,8 @@ The paper-only reading this module used before (no normalisation layers, average
 pyramid, no GELU on the shallow features, modulation of the high-pass weights) is not kept as an
 option: its modules and parameters differ throughout, so it would be a second network.
 
-Presets (:data:`PRESETS`, ``variant``), residual blocks per CNNBlock and parameters (``print_presets``):
+Presets (:data:`PRESETS`, ``variant``), residual blocks per CNNBlock and parameters
+(``python -m ecma_basicsr.presets --arch IRNeXt``):
 ``gopro`` 14 blocks, 13,205,641 (Table 6: 13.21 M); ``deblur`` 16 blocks, 14,755,721 (Table 13 / n = 15
 of Sec. 4: 14.76 M); ``dehaze`` 4 blocks (the release's default), 5,455,241 (Table 2: 5.46 M).
 
@@ -336,11 +337,3 @@ class IRNeXt(CheckedLoadMixin, nn.Module):
         heads = 'with' if 'ConvsOut.0.main.0.weight' in state_dict else 'without'
         return (f'the checkpoint looks like width={w.shape[0]}, num_res={blocks}, in_channels={w.shape[1]}, '
                 f'{heads} the low-resolution heads.')
-
-
-def print_presets():
-    """Print the parameter count of every preset (the numbers in the module docstring)."""
-    for name, preset in PRESETS.items():
-        with torch.device('meta'):
-            net = IRNeXt(**preset.kwargs)
-        print(f'{name:14s} {sum(p.numel() for p in net.parameters()):>11,d}  (published {preset.params / 1e6:.2f} M)')

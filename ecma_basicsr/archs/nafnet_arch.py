@@ -20,7 +20,7 @@ LayerNorm, GELU, channel attention) and then removes the nonlinear activations f
   range as the 256 x 256 training crops.
 
 Presets (:data:`PRESETS`, ``variant``) reproduce the published configurations; parameter counts
-printed by ``python -c "from ecma_basicsr.archs.nafnet_arch import print_presets; print_presets()"``:
+printed by ``python -m ecma_basicsr.presets --arch NAFNet``:
 
 =================  =====  ==============  ======  ============  ==========  =========
 variant            width  enc            middle  dec           ours        published
@@ -365,10 +365,6 @@ class NAFNet(CheckedLoadMixin, nn.Module):
         return (f'NAFNet(img_channel={self.img_channel}, width={self.width}, enc_blk_nums={self.enc_blk_nums}, '
                 f'middle_blk_num={self.middle_blk_num}, dec_blk_nums={self.dec_blk_nums})')
 
-    def config_summary(self):
-        return (f'NAFNet(img_channel={self.img_channel}, width={self.width}, enc_blk_nums={self.enc_blk_nums}, '
-                f'middle_blk_num={self.middle_blk_num}, dec_blk_nums={self.dec_blk_nums})')
-
     def checkpoint_hint(self, state_dict):
         """Read width and block counts off the checkpoint's keys and shapes."""
         intro = state_dict.get('intro.weight')
@@ -399,12 +395,3 @@ class NAFNetLocal(NAFNet):
 
     def __init__(self, *args, tlc=True, **kwargs):
         super().__init__(*args, tlc=tlc, **kwargs)
-
-
-def print_presets():
-    """Print the parameter count of every preset (the table in the module docstring)."""
-    for name, preset in PRESETS.items():
-        with torch.device('meta'):
-            net = NAFNet(**preset.kwargs)
-        print(f'{name:22s} {sum(p.numel() for p in net.parameters()) / 1e6:8.2f} M  '
-              f'(published {preset.params / 1e6:.2f} M)')

@@ -12,8 +12,8 @@ PRESETS = {
     # tail), hence the 4% tolerance. Table 2: classical x4, DIV2K-trained, patch 48: 11.9 M.
     'SwinIR-light-x4': Preset('SwinIR', dict(_SWINIR, upscale=4, img_size=64, embed_dim=60, depths=[6] * 4,
                                              num_heads=[6] * 4, upsampler='pixelshuffledirect'),
-                              params=0.897e6, macs=63.6e9, macs_input=(720, 1280), source='SwinIR Table 3; ECMA Table 5',
-                              scale=4, rtol=0.04),
+                              params=0.897e6, macs=63.6e9, macs_input=(720, 1280),
+                              source='SwinIR Table 3; ECMA Table 5', scale=4, rtol=0.04),
     'SwinIR-x4': Preset('SwinIR', dict(_SWINIR, upscale=4, img_size=48, embed_dim=180, depths=[6] * 6,
                                        num_heads=[6] * 6, upsampler='pixelshuffle'),
                         params=11.9e6, source='SwinIR Table 2', scale=4, rtol=0.01),

@@ -41,8 +41,9 @@ def build_parser():
                     "machine's GEMM throughput and PSNR/SSIM for networks, in one run.",
         epilog=__doc__.split('Examples::', 1)[1])
     p.add_argument('--nets', nargs='+', default=['all'], metavar='SPEC',
-                   help="presets (ECMA-T, NAFNet-GoPro-width32, SwinIR-light-x4, ...; groups 'paper', 'all'), ARCH:k=v,... or "
-                        "option files; optional LABEL= prefix and @CHECKPOINT suffix. --list shows the presets.")
+                   help="presets (ECMA-T, NAFNet-GoPro-width32, SwinIR-light-x4, ...; groups 'paper', 'all'), "
+                        "ARCH:k=v,... or option files; optional LABEL= prefix and @CHECKPOINT suffix. "
+                        "--list shows the presets.")
     p.add_argument('--weights', nargs='+', default=[], metavar='LABEL=PATH', help='checkpoints by row label')
     p.add_argument('--testset', nargs='+', default=[], metavar='NAME=TASK:PATH',
                    help='TASK: sr (Y PSNR/SSIM, crop=scale), deblur / denoise (RGB pairs, no crop), awgn<sigma> '
@@ -76,7 +77,8 @@ def build_parser():
 
 
 def list_presets():
-    from .networks import GROUPS, PRESETS as NETS
+    from .networks import GROUPS
+    from .networks import PRESETS as NETS
     for label, (arch, kwargs, task) in NETS.items():
         print(f"{label:18} {task:8} {arch}: {', '.join(f'{k}={v}' for k, v in kwargs.items())}")
     for name, labels in GROUPS.items():

@@ -83,8 +83,9 @@ class NetSpec:
 
 
 def _registry():
-    import ecma_basicsr  # noqa: F401  (fills the registry)
     from basicsr.utils.registry import ARCH_REGISTRY
+
+    import ecma_basicsr  # noqa: F401  (fills the registry)
     return ARCH_REGISTRY
 
 

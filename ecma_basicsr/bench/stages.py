@@ -12,7 +12,8 @@ gives the machine's ceiling in the same run.
 
 Usage::
 
-    python -m ecma_basicsr.bench.stages --nets ECMA-B NAFNet-GoPro-width64 --size 1280x720 --threads 1 --keep-freed-memory
+    python -m ecma_basicsr.bench.stages --nets ECMA-B NAFNet-GoPro-width64 --size 1280x720 --threads 1 \
+        --keep-freed-memory
 """
 import argparse
 import statistics

@@ -1,4 +1,4 @@
-"""Test sets for ``basicsr bench`` and their evaluation protocols (DESIGN.md "Evaluation protocols").
+"""Test sets for ``basicsr bench`` and the evaluation protocol of each task (as the papers score them).
 
 A test-set spec is ``NAME=TASK:PATH``:
 

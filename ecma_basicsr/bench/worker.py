@@ -39,6 +39,7 @@ def run_size(net, fast, spec, task, job, state):
     import torch
 
     from ecma_basicsr.analysis.flops import analyze_macs
+
     from .measure import PeakMemory, gemm_throughput, time_forward
 
     device, budget = job['device'], job['budget']
@@ -104,6 +105,7 @@ def main(argv=None):
     import torch
     torch.set_num_threads(job['threads'])
     import ecma_basicsr  # noqa: F401
+
     from . import BenchError
     from .measure import current_rss, keep_freed_memory
     if job.get('keep_freed_memory') and not keep_freed_memory():

@@ -1,10 +1,10 @@
 """Synthetic denoising data: clean images in, (noisy, clean) pairs out.
 
-The protocol of the colour/gray denoising tables (DESIGN.md, "Evaluation protocols"): additive
+The protocol of the colour/gray denoising tables (as in the GRL / Hi-IR papers and FFDNet): additive
 Gaussian noise of standard deviation ``sigma / 255`` on images in [0, 1], **not clipped**, so the
 noisy input is what the published numbers were measured on. For testing, the noise of image i is
 drawn from ``numpy.random.seed(seed)`` set before that image (the FFDNet/KAIR convention the
-reference figures in ``shared/data/SOURCES.md`` were checked with), so every run and every network
+reference figures of the published networks were checked with), so every run and every network
 sees the same noisy images. For training, every sample gets a fresh draw (random crop + flips/
 rotations as BasicSR's ``PairedImageDataset``).
 
@@ -16,7 +16,7 @@ or ``in_ch: 1`` to read images as gray), and the training keys ``gt_size``, ``us
 import numpy as np
 from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
 from basicsr.data.transforms import augment
-from basicsr.utils import FileClient, bgr2ycbcr, img2tensor, imfrombytes
+from basicsr.utils import FileClient, bgr2ycbcr, imfrombytes, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 

@@ -25,8 +25,13 @@ from basicsr.utils.dist_util import master_only
 
 from ecma_basicsr.engine.checkpoint import flush_notes, safe_load, select_weights
 from ecma_basicsr.engine.safe_save import atomic_save
-from ecma_basicsr.engine.train_state import (_dist_info, active_sampler, gather_rng_states, preserved_rng,
-                                             resume_data_position)
+from ecma_basicsr.engine.train_state import (
+    _dist_info,
+    active_sampler,
+    gather_rng_states,
+    preserved_rng,
+    resume_data_position,
+)
 
 
 class EngineModelMixin:

@@ -7,9 +7,9 @@ stack its real and imaginary parts and apply BasicSR's weighted L1, so ``loss_we
 autocast off, so half-precision training cannot overflow the spectrum.
 """
 import torch
-from torch import nn
 from basicsr.losses.basic_loss import l1_loss
 from basicsr.utils.registry import LOSS_REGISTRY
+from torch import nn
 
 REDUCTIONS = ('none', 'mean', 'sum')
 

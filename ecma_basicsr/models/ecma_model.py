@@ -220,7 +220,8 @@ class ECMAModel(EngineModelMixin, SRModel):
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
-        shape = {k: v for k, v in self.opt['train']['scheduler'].items() if k in ('periods', 'restart_weights', 'eta_min')}
+        shape = {k: v for k, v in self.opt['train']['scheduler'].items()
+                 if k in ('periods', 'restart_weights', 'eta_min')}
         for scheduler in self.schedulers:
             if isinstance(scheduler, CosineAnnealingRestartLR):
                 for key, value in shape.items():
