@@ -124,3 +124,21 @@ def test_validation_runs_the_fused_copy_made_once_per_validation(tmp_path):
     assert (model.output - ref).abs().max() <= 1e-5
     model.test()
     assert model._inference_net[1] is fused  # reused within one validation
+
+
+@pytest.mark.parametrize('network', [dict(type='NAFNet', width=8, enc_blk_nums=[1], middle_blk_num=1, dec_blk_nums=[1]),
+                                     dict(type='IMDN', nf=8, num_modules=1, upscale=2),
+                                     dict(type='GRL', embed_dim=8, depths=[1], num_heads_window=1, num_heads_stripe=1,
+                                          window_size=4, stripe_size=[4, 8], upscale=2, upsampler='pixelshuffle'),
+                                     dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2)],
+                         ids=lambda n: n['type'])
+def test_channel_check_names_each_networks_own_argument(tmp_path, network):
+    from ecma_basicsr.archs.arch_util import image_channels
+    opt = model_opt(tmp_path)
+    opt['network_g'] = network
+    opt['scale'] = network.get('upscale', 1)
+    model = build_model(opt)
+    channels, arg = image_channels(model.get_bare_model(model.net_g))
+    assert channels == 3 and arg in ('img_channel', 'in_nc', 'in_channels', 'num_in_ch')
+    with pytest.raises(ValueError, match=rf'image a\.png has 1 channels but network_g takes {arg}=3'):
+        model.feed_data({'lq': torch.rand(1, 1, 8, 8), 'lq_path': ['a.png']})

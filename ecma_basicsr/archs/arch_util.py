@@ -91,3 +91,24 @@ def init_transformer_weights(m):
     elif isinstance(m, nn.LayerNorm):
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
+
+
+# How constructors name the image channels: ours (ECMA: in_ch; GRL, Hi-IR, IRNeXt, IMDN: in_channels) and the
+# authors' (NAFNet, M3SNet: img_channel; IMDN: in_nc), BasicSR's (EDSR, RCAN: num_in_ch; SwinIR: in_chans).
+IN_CHANNEL_ARGS = ('in_ch', 'in_channels', 'img_channel', 'in_nc', 'num_in_ch', 'in_chans')
+
+
+def image_channels(net):
+    """(channels of the images ``net`` takes, the constructor argument that sets them).
+
+    Every network of this package has an ``in_channels`` attribute; for BasicSR's own networks the
+    first convolution's input channels are used.
+    """
+    import inspect
+    params = inspect.signature(type(net).__init__).parameters
+    arg = next((a for a in IN_CHANNEL_ARGS if a in params), IN_CHANNEL_ARGS[0])
+    channels = getattr(net, 'in_channels', None)
+    if channels is None:
+        first = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+        channels = first.in_channels if first is not None else None
+    return channels, arg

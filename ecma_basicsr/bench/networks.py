@@ -43,7 +43,6 @@ def presets():
     return all_presets()
 
 
-_IN_CH_KEYS = ('in_ch', 'in_channels', 'in_nc', 'img_channel', 'num_in_ch', 'in_chans')
 
 
 @dataclass
@@ -141,7 +140,8 @@ def infer_scale(arch, kwargs):
 
 
 def infer_in_ch(kwargs):
-    for key in _IN_CH_KEYS:
+    from ecma_basicsr.archs.arch_util import IN_CHANNEL_ARGS
+    for key in IN_CHANNEL_ARGS:
         if key in kwargs:
             return int(kwargs[key])
     return 3

@@ -37,6 +37,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ecma_basicsr.archs import fuse_for_inference
+from ecma_basicsr.archs.arch_util import image_channels
 from ecma_basicsr.archs.window_padding import add_window_padding
 from ecma_basicsr.engine.checkpoint import list_states
 from ecma_basicsr.engine.model import EngineModelMixin
@@ -143,7 +144,7 @@ class ECMAModel(EngineModelMixin, SRModel):
                 module.mode = 'fft'
         else:
             lr_size = size // self.opt.get('scale', 1)
-            shape = (train.get('batch_size_per_gpu', 1), getattr(net, 'in_ch', 3), lr_size, lr_size)
+            shape = (train.get('batch_size_per_gpu', 1), image_channels(net)[0] or 3, lr_size, lr_size)
 
             def freeze(module, args):
                 module.mode = module.path_for(args[0])
@@ -206,12 +207,12 @@ class ECMAModel(EngineModelMixin, SRModel):
 
     def feed_data(self, data):
         """SRModel.feed_data, refusing images whose channel count the network cannot take."""
-        expected = getattr(self.get_bare_model(self.net_g), 'in_ch', None)
+        expected, arg = image_channels(self.get_bare_model(self.net_g))
         got = data['lq'].shape[1]
         if expected is not None and got != expected:
             names = data.get('lq_path') or ['(no path)']
-            raise ValueError(f"image {names[0]} has {got} channels but network_g takes in_ch={expected}. "
-                             f"Set network_g:in_ch: {got}, or read the images with {expected} channel(s) "
+            raise ValueError(f"image {names[0]} has {got} channels but network_g takes {arg}={expected}. "
+                             f"Set network_g:{arg}: {got}, or read the images with {expected} channel(s) "
                              f"(BasicSR reads colour; gray networks need 'color: y' or in_ch: 1 datasets).")
         super().feed_data(data)
 
