@@ -113,7 +113,7 @@ def test_full_size_variant_is_the_paper_configuration():
 @pytest.mark.parametrize('name', sorted(ABLATIONS))
 def test_ablations_build_and_run(name):
     torch.manual_seed(0)
-    net = ECMA(width=8, enc_blocks=(1, 1, 1, 1), large_kernel_mode='fft', **ABLATIONS[name])
+    net = ECMA(**dict(ABLATIONS[name], width=8, enc_blocks=(1, 1, 1, 1), large_kernel_mode='fft'))
     y = net(torch.rand(1, 3, 21, 18))
     assert y.shape == (1, 3, 21, 18)
     y.mean().backward()
@@ -122,14 +122,14 @@ def test_ablations_build_and_run(name):
 def test_ablation_structure():
     tiny = dict(width=8, enc_blocks=(1, 1, 1, 1))
     kernels = lambda net: [lam.conv_ctx.kernel_size[0] for lam in net.body.encoders[0][0].cml.lams]  # noqa: E731
-    assert kernels(ECMA(**tiny, **ABLATIONS['table9_small_to_large'])) == [3, 5, 32]
-    assert kernels(ECMA(**tiny, **ABLATIONS['table9_without_medium'])) == [32, 3]
-    assert kernels(ECMA(**tiny, **ABLATIONS['table9_three_large'])) == [32, 32, 32]
-    assert kernels(ECMA(**tiny, **ABLATIONS['table9_large_spatial_same_cost']))[0] == same_cost_spatial_kernel(
+    assert kernels(ECMA(**dict(ABLATIONS['table9_small_to_large'], **tiny))) == [3, 5, 32]
+    assert kernels(ECMA(**dict(ABLATIONS['table9_without_medium'], **tiny))) == [32, 3]
+    assert kernels(ECMA(**dict(ABLATIONS['table9_three_large'], **tiny))) == [32, 32, 32]
+    assert kernels(ECMA(**dict(ABLATIONS['table9_large_spatial_same_cost'], **tiny)))[0] == same_cost_spatial_kernel(
         32, 256, 256)
-    no_cascade = ECMA(**tiny, **ABLATIONS['table9_no_cascade']).body.encoders[0][0].cml
+    no_cascade = ECMA(**dict(ABLATIONS['table9_no_cascade'], **tiny)).body.encoders[0][0].cml
     assert all(lam.to_context is None for lam in no_cascade.lams)
-    concat = ECMA(**tiny, **ABLATIONS['table8_concatenation']).body.encoders[0][0].cml.lams[0]
+    concat = ECMA(**dict(ABLATIONS['table8_concatenation'], **tiny)).body.encoders[0][0].cml.lams[0]
     assert concat.out_channels == 2 * 2  # two branches of c/4 = 2 channels
 
 

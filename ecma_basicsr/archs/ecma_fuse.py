@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .ecma_arch import CML, COMBINE_OPS, Fusion, GatedFFN, cascade_context
-from .fft_conv import LargeKernelConv, auto_choice, fft_plane, kernel_spectrum, same_padding
+from .fft_conv import LargeKernelConv, auto_choice, depthwise_terms, fft_plane, kernel_spectrum
 
 TILE_FLOATS = 2 ** 17  # pixels x channels per FFN tile: 512 KB, cache-resident
 
@@ -74,17 +74,9 @@ def spatial_conv_into(x, weight, bias, out=None):
 
     Returns the result, which is ``out`` itself unless the conv has one input per group.
     """
-    c_out, g, k, _ = weight.shape
-    before, after = same_padding(k)
-    if before == after:
-        pad = before
-    else:
-        x, pad = F.pad(x, (before, after, before, after)), 0
-    if g == 1:
-        return F.conv2d(x, weight, bias, padding=pad, groups=c_out)
-    dw_bias = F.pad(bias.view(c_out, 1), (0, g - 1)).flatten() if bias is not None else None
-    y = F.conv2d(x, weight.reshape(c_out * g, 1, k, k), dw_bias, padding=pad, groups=c_out * g)
-    y = y.view(y.shape[0], c_out, g, *y.shape[-2:])
+    y = depthwise_terms(x, weight, bias)
+    if weight.shape[1] == 1:
+        return y
     return torch.sum(y, dim=2, out=out) if out is not None else y.sum(dim=2)
 
 

@@ -99,10 +99,19 @@ def spatial_grouped_conv(x, weight, bias=None):
     """The same operation as :func:`fft_grouped_conv` with ``F.conv2d``.
 
     With several inputs per group it runs as a depthwise conv over all inputs followed by a sum
-    over each group: the same arithmetic, but CPU backends have fast depthwise kernels while a
-    grouped conv with 3-4 inputs per group falls back to a slow generic path (2-3x slower
-    forward + backward, measured at ECMA's shapes). The bias rides on the first input of each
-    group, so it costs no pass of its own.
+    over each group (:func:`depthwise_terms`).
+    """
+    y = depthwise_terms(x, weight, bias)
+    return y if weight.shape[1] == 1 else y.sum(dim=2)
+
+
+def depthwise_terms(x, weight, bias=None):
+    """The terms of the grouped 'same' conv before the sum over each group's inputs.
+
+    Returns (B, C_out, g, H, W) for g inputs per group, or the conv's output (B, C_out, H, W) when g
+    is 1. A grouped conv with 3-4 inputs per group falls back to a slow generic path on CPUs (2-3x
+    slower forward + backward at ECMA's shapes), while depthwise kernels are fast: same arithmetic.
+    The bias rides on the first input of each group, so it costs no pass of its own.
     """
     c_out, g, k, _ = weight.shape
     before, after = same_padding(k)
@@ -114,7 +123,7 @@ def spatial_grouped_conv(x, weight, bias=None):
         return F.conv2d(x, weight, bias, padding=pad, groups=c_out)
     dw_bias = F.pad(bias.view(c_out, 1), (0, g - 1)).flatten() if bias is not None else None
     y = F.conv2d(x, weight.reshape(c_out * g, 1, k, k), dw_bias, padding=pad, groups=c_out * g)
-    return y.view(y.shape[0], c_out, g, *y.shape[-2:]).sum(dim=2)
+    return y.view(y.shape[0], c_out, g, *y.shape[-2:])
 
 
 def _time_pair(fn_a, fn_b, rounds=3, clear_margin=3.0):

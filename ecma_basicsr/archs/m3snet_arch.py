@@ -61,7 +61,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from ecma_basicsr.archs.arch_util import crop_to, pad_to_multiple
-from ecma_basicsr.archs.nafnet_arch import NAFBlock, set_tlc_windows
+from ecma_basicsr.archs.nafnet_arch import NAFBlock, TLCMixin
 from ecma_basicsr.archs.presets import Preset, resolve_preset
 from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
@@ -113,7 +113,7 @@ def _up(chan):
 
 
 @ARCH_REGISTRY.register()
-class M3SNet(CheckedLoadMixin, nn.Module):
+class M3SNet(TLCMixin, CheckedLoadMixin, nn.Module):
     """M3SNet: NAFBlock U-Net with feature fusion middleware (FFM) and an attention middle (MHAMB).
 
     Args:
@@ -196,19 +196,6 @@ class M3SNet(CheckedLoadMixin, nn.Module):
         rows = list(range(self.levels - 1)) + list(range(self.levels - 2))
         levels += [(node, lvl) for node, lvl in zip(self.middle, rows)]
         return levels
-
-    def set_tlc(self, enabled=True, train_size=None, ratio=None, fast_imp=None):
-        """Turn TLC on or off (no parameters involved: ``M3SNet`` and ``M3SNetLocal`` share checkpoints)."""
-        if train_size is not None:
-            self.train_size = train_size
-        if ratio is not None:
-            self.tlc_ratio = ratio
-        if fast_imp is not None:
-            self.fast_imp = bool(fast_imp)
-        self.tlc = bool(enabled)
-        set_tlc_windows(self.tlc_levels(), self.tlc, self.train_size, self.padder_size, self.tlc_ratio,
-                        self.fast_imp)
-        return self
 
     def _fuse(self, node, shallow, deep):
         return self.middle[node](shallow + self.middle_ups[node](deep))

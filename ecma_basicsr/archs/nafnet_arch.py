@@ -252,8 +252,29 @@ def set_tlc_windows(levels, enabled, train_size, multiple, ratio, fast):
                 block.set_tlc_kernel(window if enabled else None, fast, stride)
 
 
+class TLCMixin:
+    """``set_tlc`` for a network whose ``tlc_levels()`` lists its pooling NAFBlocks (NAFNet, M3SNet).
+
+    TLC has no parameters, so a trained model (and the plain and ``*Local`` classes) share checkpoints
+    and can switch at test time.
+    """
+
+    def set_tlc(self, enabled=True, train_size=None, ratio=None, fast_imp=None):
+        """Turn TLC on or off; the given settings replace the constructor's."""
+        if train_size is not None:
+            self.train_size = train_size
+        if ratio is not None:
+            self.tlc_ratio = ratio
+        if fast_imp is not None:
+            self.fast_imp = bool(fast_imp)
+        self.tlc = bool(enabled)
+        set_tlc_windows(self.tlc_levels(), self.tlc, self.train_size, self.padder_size, self.tlc_ratio,
+                        self.fast_imp)
+        return self
+
+
 @ARCH_REGISTRY.register()
-class NAFNet(CheckedLoadMixin, nn.Module):
+class NAFNet(TLCMixin, CheckedLoadMixin, nn.Module):
     """NAFNet U-Net with optional TLC.
 
     Any input size works: the input is zero-padded to a multiple of ``2 ** len(enc_blk_nums)``
@@ -333,19 +354,6 @@ class NAFNet(CheckedLoadMixin, nn.Module):
         levels.append((self.middle_blks, depth))
         levels += [(blocks, depth - 1 - j) for j, blocks in enumerate(self.decoders)]
         return levels
-
-    def set_tlc(self, enabled=True, train_size=None, ratio=None, fast_imp=None):
-        """Turn TLC on or off (it has no parameters, so a trained model can switch at test time)."""
-        if train_size is not None:
-            self.train_size = train_size
-        if ratio is not None:
-            self.tlc_ratio = ratio
-        if fast_imp is not None:
-            self.fast_imp = bool(fast_imp)
-        self.tlc = bool(enabled)
-        set_tlc_windows(self.tlc_levels(), self.tlc, self.train_size, self.padder_size, self.tlc_ratio,
-                        self.fast_imp)
-        return self
 
     def forward(self, inp):
         x_in, size = pad_to_multiple(inp, self.padder_size, mode='constant')
