@@ -86,6 +86,9 @@ PRESETS = {
     'ECMA-B': Preset('ECMA', dict(variant='B'), params=19.5e6, macs=63.0e9, **_TABLE1),
     'ECMA-SR': Preset('ECMASR', dict(upscale=4), params=1.4e6, macs=50.5e9, macs_input=(720, 1280),
                       source='ECMA Table 1', scale=4),
+    # the paper publishes x4 only; x2 / x3 differ from it in the upsampler's last conv
+    'ECMA-SR-x2': Preset('ECMASR', dict(upscale=2), source='ECMA-SR at x2 (not in the paper)', scale=2),
+    'ECMA-SR-x3': Preset('ECMASR', dict(upscale=3), source='ECMA-SR at x3 (not in the paper)', scale=3),
 }
 
 # How the blocks are wired, stored in checkpoints: weights trained with another wiring compute a
