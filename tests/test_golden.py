@@ -200,5 +200,5 @@ def test_a_file_without_known_weights_is_refused_with_its_entries(tmp_path):
     opt = {'name': 'odd', 'model_type': 'ECMAModel', 'is_train': False, 'dist': False, 'num_gpu': 0, 'scale': 1,
            'network_g': {'type': 'NAFNet', 'width': 8},
            'path': {'pretrain_network_g': str(path), 'param_key_g': 'params'}}
-    with pytest.raises(CheckpointError, match=r"has no 'params' entry and no weights under .*\(entries: epoch, weights\)"):
+    with pytest.raises(CheckpointError, match=r"no 'params' entry and no weights under .*\(entries: epoch, weights\)"):
         build_model(opt)
