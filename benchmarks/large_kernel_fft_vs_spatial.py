@@ -24,14 +24,10 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import ecma_basicsr  # noqa: E402,F401
-from ecma_basicsr.archs import fft_conv  # noqa: E402
-from ecma_basicsr.archs.ecma_arch import ECMA, ECMASR  # noqa: E402
-from ecma_basicsr.archs.fft_conv import (
-    LargeKernelConv,  # noqa: E402
-    fft_conv_macs,  # noqa: E402
-)
+import ecma_basicsr  # noqa: F401  (installed with the project: pip install -e . / make install)
+from ecma_basicsr.archs import fft_conv
+from ecma_basicsr.archs.ecma_arch import ECMA, ECMASR
+from ecma_basicsr.archs.fft_conv import LargeKernelConv, fft_conv_macs
 
 
 def layer_shapes(variant, h, w):

@@ -24,15 +24,12 @@ import sys
 import tempfile
 import time
 
+import cv2
+import lmdb
 import numpy as np
+from basicsr.utils import FileClient, imfrombytes  # imports through the project's start-up hook (pip install -e .)
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-import cv2  # noqa: E402
-import lmdb  # noqa: E402
-from basicsr.utils import FileClient, imfrombytes  # noqa: E402
-
-import ecma_basicsr  # noqa: E402,F401  (basicsr 1.4.2 imports only after our compat patches)
+import ecma_basicsr  # noqa: F401  (registries)
 from datasets_prep.common import write_png_atomic  # noqa: E402
 from datasets_prep.lmdb_writer import LmdbWriter, read_meta  # noqa: E402
 
