@@ -26,6 +26,7 @@ import lmdb
 import numpy as np
 
 from .common import PrepError, encode_png
+from .lmdb_check import size_problem
 
 DEFAULT_MAP_SIZE = 64 * 1024 ** 2
 PARTIAL_SUFFIX = '.partial'
@@ -195,6 +196,9 @@ def is_complete(path):
     if missing:
         raise PrepError(f"'{path}' exists but has no {' or '.join(missing)}: it was not written by a "
                         'finished run. Delete it and rerun.')
+    truncated = size_problem(path)
+    if truncated:
+        raise PrepError(truncated)
     lines = lmdb_count(path)
     env = lmdb.open(path, readonly=True, lock=False, readahead=False)
     try:
@@ -230,6 +234,9 @@ def verify_lmdb(path, expect_count=None, decode=True):
             problems.append(f"'{path}': no {need}.")
     if problems:
         return [], problems
+    truncated = size_problem(path)  # before any read: a page past the end of the file is a SIGBUS
+    if truncated:
+        return [], [truncated]
     entries, meta_problems = read_meta(path)
     problems += meta_problems
     seen = set()

@@ -33,29 +33,35 @@ def _pipeline_argv(prog, argv):
     argv = normalize_argv(argv)
     if '-h' in argv or '--help' in argv:
         sys.argv = [prog] + argv  # BasicSR's argparse prints its own flags and exits
-        return
-    check_args(argv)
+        return None
+    opt = check_args(argv)
     sys.argv = [prog] + argv
+    return opt
+
+
+def _run_pipeline(pipeline, opt):
+    """Run a BasicSR pipeline with the engine installed; unreadable data names its dataset option."""
+    from ecma_basicsr import engine
+    from ecma_basicsr.engine.data_checks import DataReadError, with_dataset_option
+    from ecma_basicsr.errors import UserError
+
+    try:
+        with engine.installed():
+            pipeline(os.getcwd())
+    except DataReadError as err:
+        raise UserError(with_dataset_option(opt, err)) from None
 
 
 def run_train(argv):
     from basicsr.train import train_pipeline
 
-    from ecma_basicsr import engine  # the package (a parent of this module) has filled the registries
-
-    _pipeline_argv('basicsr train', argv)
-    with engine.installed():
-        train_pipeline(os.getcwd())
+    _run_pipeline(train_pipeline, _pipeline_argv('basicsr train', argv))
 
 
 def run_test(argv):
     from basicsr.test import test_pipeline
 
-    from ecma_basicsr import engine
-
-    _pipeline_argv('basicsr test', argv)
-    with engine.installed():
-        test_pipeline(os.getcwd())
+    _run_pipeline(test_pipeline, _pipeline_argv('basicsr test', argv))
 
 
 def _resolve(target):

@@ -40,10 +40,15 @@ def missing_dataset_paths(opt):
             if not osp.exists(path):
                 problems.append(f"{where} = '{path}' does not exist.{prep_hint(path)}")
             elif lmdb and key != 'meta_info_file':
-                for need in ('data.mdb', 'meta_info.txt'):
-                    if not osp.isfile(osp.join(path, need)):
-                        problems.append(f"{where} = '{path}' is not a complete LMDB (no {need})."
-                                        f'{prep_hint(path)}')
+                missing = [need for need in ('data.mdb', 'meta_info.txt') if not osp.isfile(osp.join(path, need))]
+                for need in missing:
+                    problems.append(f"{where} = '{path}' is not a complete LMDB (no {need})."
+                                    f'{prep_hint(path)}')
+                if not missing:
+                    from datasets_prep.lmdb_check import size_problem
+                    truncated = size_problem(path)  # a read past the end of data.mdb would be a SIGBUS
+                    if truncated:
+                        problems.append(f'{where}: {truncated}')
     return problems
 
 
@@ -92,7 +97,11 @@ def check_registered_types(opt):
 
 
 def check_args(argv):
-    """Pre-flight for ``basicsr train|test`` argv: option file, overrides, types and data paths."""
+    """Pre-flight for ``basicsr train|test`` argv: option file, overrides, types and data paths.
+
+    Returns:
+        dict: The option file with the ``--force_yml`` overrides applied.
+    """
     import argparse
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt', required=True)
@@ -102,3 +111,4 @@ def check_args(argv):
     problems = check_registered_types(opt) + missing_dataset_paths(opt)
     if problems:
         raise OptionError(f'{args.opt}:\n  ' + '\n  '.join(problems))
+    return opt

@@ -1,0 +1,126 @@
+"""Failures a new user meets: each ends in one line naming the file, and nothing the user made is lost.
+
+Every test runs the real command (``basicsr ...`` or ``python -m datasets_prep ...``) in a fresh
+process on a tiny sample set and checks the exit status, the one-line message and that the user's
+data and models are untouched.
+"""
+import hashlib
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import pytest
+from helpers import make_sr_folders, run_cli, tiny_sr_options, write_yaml
+
+SIGBUS_EXIT = (135, -7)
+
+
+def run_prep(args, cwd, timeout=300):
+    """``python -m datasets_prep <args>`` in a fresh process."""
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    return subprocess.run([sys.executable, '-m', 'datasets_prep', *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def digest(folder):
+    """Hash of every file under ``folder`` (name and bytes), to prove it was not touched."""
+    h = hashlib.sha256()
+    for dirpath, _, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            path = osp.join(dirpath, name)
+            h.update(osp.relpath(path, folder).encode())
+            with open(path, 'rb') as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
+def error_lines(proc):
+    return [line for line in proc.stderr.splitlines() if 'error:' in line]
+
+
+def make_lmdb_pair(root, n=6, size=48):
+    """``root/datasets/DIV2K/{gt,lq}.lmdb`` written by the prep writer from tiny image folders. Returns the paths."""
+    from datasets_prep.lmdb_writer import LmdbWriter
+    gt_dir, lq_dir = make_sr_folders(osp.join(root, 'images'), n=n, size=size)
+    paths = []
+    dst = osp.join(root, 'datasets', 'DIV2K')
+    os.makedirs(dst, exist_ok=True)
+    for name, folder in (('DIV2K_train_HR_sub', gt_dir), ('DIV2K_train_LR_bicubic_X2_sub', lq_dir)):
+        writer = LmdbWriter(osp.join(dst, f'{name}.lmdb'))
+        for img_name in sorted(os.listdir(folder)):
+            writer.put_image(osp.splitext(img_name)[0], cv2.imread(osp.join(folder, img_name)))
+        writer.commit()
+        paths.append(osp.join(dst, f'{name}.lmdb'))
+    return paths, (gt_dir, lq_dir)
+
+
+def truncate(path, size):
+    with open(path, 'r+b') as f:
+        f.truncate(size)
+
+
+def lmdb_options(name, gt_lmdb, lq_lmdb, gt_dir, lq_dir):
+    opt = tiny_sr_options(name, gt_dir, lq_dir)
+    train = opt['datasets']['train']
+    train.update(dataroot_gt=gt_lmdb, dataroot_lq=lq_lmdb, io_backend={'type': 'lmdb'})
+    return opt
+
+
+# 1. a truncated LMDB -----------------------------------------------------------------------------
+
+@pytest.fixture
+def truncated_lmdb(tmp_path):
+    (gt_lmdb, lq_lmdb), dirs = make_lmdb_pair(str(tmp_path))
+    data = osp.join(gt_lmdb, 'data.mdb')
+    full = osp.getsize(data)
+    truncate(data, full // 2)
+    return tmp_path, gt_lmdb, lq_lmdb, dirs, full
+
+
+@pytest.mark.parametrize('flags', [[], ['--no-decode']])
+def test_verify_reports_a_truncated_lmdb_instead_of_sigbus(truncated_lmdb, flags):
+    root, gt_lmdb, _, _, full = truncated_lmdb
+    before = digest(gt_lmdb)
+    proc = run_prep(['verify', str(root / 'datasets' / 'DIV2K'), *flags], cwd=root)
+    assert proc.returncode == 1 and proc.returncode not in SIGBUS_EXIT, proc.stderr[-2000:]
+    problems = [line for line in proc.stdout.splitlines() if line.startswith('PROBLEM')]
+    assert problems == [f"PROBLEM: '{gt_lmdb}' is truncated ({full // 2} of {full} bytes): delete '{gt_lmdb}' and "
+                        'rebuild with: python -m datasets_prep div2k --src <folder with DIV2K_train_HR/, '
+                        'DIV2K_valid_HR/> --dst datasets/DIV2K (offline sample: python -m datasets_prep sample '
+                        '--task sr --like div2k --dst datasets/DIV2K).'], proc.stdout
+    assert digest(gt_lmdb) == before
+
+
+@pytest.mark.parametrize('size', [8192, 100, 0])
+def test_verify_reports_small_truncations_in_one_line(truncated_lmdb, size):
+    root, gt_lmdb, _, _, full = truncated_lmdb
+    truncate(osp.join(gt_lmdb, 'data.mdb'), size)
+    proc = run_prep(['verify', gt_lmdb], cwd=root)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+    problems = [line for line in proc.stdout.splitlines() if line.startswith('PROBLEM')]
+    assert len(problems) == 1 and gt_lmdb in problems[0] and 'rebuild' in problems[0], proc.stdout
+    assert ('truncated' in problems[0]) and (f'({size} of {full} bytes)' in problems[0] or size < 4096)
+
+
+def test_train_refuses_a_truncated_lmdb_before_touching_anything(truncated_lmdb):
+    root, gt_lmdb, lq_lmdb, (gt_dir, lq_dir), full = truncated_lmdb
+    opt_file = write_yaml(root / 'tiny.yml', lmdb_options('trunc', gt_lmdb, lq_lmdb, gt_dir, lq_dir))
+    before = digest(gt_lmdb)
+    proc = run_cli(['train', '-opt', str(opt_file)], cwd=root)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert error_lines(proc) == [f"basicsr train: error: {opt_file}:"] or len(error_lines(proc)) == 1
+    assert f"datasets:train:dataroot_gt: '{gt_lmdb}' is truncated ({full // 2} of {full} bytes)" in proc.stderr
+    assert 'Traceback' not in proc.stderr and not (root / 'experiments').exists()
+    assert digest(gt_lmdb) == before
+
+
+def test_lmdb_backend_refuses_a_truncated_file_when_the_engine_is_installed(truncated_lmdb, engine):
+    from basicsr.utils import FileClient
+
+    from ecma_basicsr.engine.data_checks import DataReadError
+    _, gt_lmdb, lq_lmdb, _, full = truncated_lmdb
+    with pytest.raises(DataReadError, match=rf"'{gt_lmdb}' is truncated \({full // 2} of {full} bytes\)"):
+        FileClient('lmdb', db_paths=[lq_lmdb, gt_lmdb], client_keys=['lq', 'gt'])
