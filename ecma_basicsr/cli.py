@@ -34,7 +34,7 @@ def _pipeline_argv(prog, argv):
     if '-h' in argv or '--help' in argv:
         sys.argv = [prog] + argv  # BasicSR's argparse prints its own flags and exits
         return None
-    opt = check_args(argv)
+    opt = check_args(argv, is_train=prog.endswith('train'))
     sys.argv = [prog] + argv
     return opt
 
@@ -42,14 +42,20 @@ def _pipeline_argv(prog, argv):
 def _run_pipeline(pipeline, opt):
     """Run a BasicSR pipeline with the engine installed; unreadable data names its dataset option."""
     from ecma_basicsr import engine
+    from ecma_basicsr.engine import experiment_dirs
     from ecma_basicsr.engine.data_checks import DataReadError, with_dataset_option
     from ecma_basicsr.errors import UserError
 
+    experiment_dirs.reset()
     try:
         with engine.installed():
             pipeline(os.getcwd())
-    except DataReadError as err:
-        raise UserError(with_dataset_option(opt, err)) from None
+    except BaseException as err:
+        for line in experiment_dirs.undo_archiving():  # a failed run must not take the trained model away
+            print(f'basicsr: {line}', file=sys.stderr)
+        if isinstance(err, DataReadError):
+            raise UserError(with_dataset_option(opt, err)) from None
+        raise
 
 
 def run_train(argv):

@@ -124,3 +124,60 @@ def test_lmdb_backend_refuses_a_truncated_file_when_the_engine_is_installed(trun
     _, gt_lmdb, lq_lmdb, _, full = truncated_lmdb
     with pytest.raises(DataReadError, match=rf"'{gt_lmdb}' is truncated \({full // 2} of {full} bytes\)"):
         FileClient('lmdb', db_paths=[lq_lmdb, gt_lmdb], client_keys=['lq', 'gt'])
+
+
+# 3. a failed run does not move the trained model away ---------------------------------------------
+
+@pytest.fixture(scope='module')
+def previous_run(tmp_path_factory):
+    """A finished 2-iteration run, ``experiments/prev/models/net_g_2.pth``, and its option file."""
+    root = tmp_path_factory.mktemp('prev')
+    gt, lq = make_sr_folders(str(root / 'data'))
+    opt = tiny_sr_options('prev', gt, lq, total_iter=2, save_freq=2)
+    opt_file = write_yaml(root / 'prev.yml', opt)
+    proc = run_cli(['train', '-opt', str(opt_file)], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    model = root / 'experiments' / 'prev' / 'models' / 'net_g_2.pth'
+    assert model.is_file()
+    return root, opt_file, opt, model
+
+
+def experiments_state(root):
+    exp = root / 'experiments'
+    return sorted(os.listdir(exp)), digest(exp / 'prev' / 'models')
+
+
+@pytest.mark.parametrize('override, message', [
+    ('train:optim_g:type=Adamm', "train:optim_g:type 'Adamm' is not a torch.optim optimizer. Valid choices: "),
+    ('train:optim_g:betas=[0.9]', 'train:optim_g: list index out of range (IndexError).'),
+    ('train:optim_g:lr=abc', "train:optim_g:lr = 'abc' (str) must be a number."),
+    ('train:total_iter=x', "train:total_iter = 'x' (str) must be an integer."),
+    ('train:scheduler:periods=[2,2]', 'train:scheduler: periods and restart_weights should have the same length'),
+    ('train:pixel_opt:foo=1', "train:pixel_opt: got an unexpected keyword argument 'foo' (TypeError)."),
+    ('val:metrics:psnr:type=psnr', "val:metrics:psnr:type = 'psnr' is not registered. Valid choices: calculate_"),
+    ('network_g:foo=1', "network_g: ECMASR got an unexpected keyword argument 'foo'."),
+])
+def test_a_run_that_cannot_start_touches_no_folder(previous_run, override, message):
+    root, opt_file, _, _ = previous_run
+    before = experiments_state(root)
+    proc = run_cli(['train', '-opt', str(opt_file), '--force_yml', override], cwd=root)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert error_lines(proc) == [line for line in proc.stderr.splitlines() if line.strip()], proc.stderr
+    assert len(error_lines(proc)) == 1 and error_lines(proc)[0].startswith(f'basicsr train: error: {opt_file}: ')
+    assert message in proc.stderr
+    assert experiments_state(root) == before, 'the previous run must stay where it was'
+
+
+def test_archiving_is_shown_and_a_run_failing_later_puts_the_previous_run_back(previous_run):
+    root, opt_file, opt, model = previous_run
+    before = experiments_state(root)
+    bad = dict(opt, path=dict(opt['path'], pretrain_network_g=str(model)), network_g=dict(opt['network_g'], width=16))
+    bad_file = write_yaml(root / 'mismatch.yml', bad)
+    proc = run_cli(['train', '-opt', str(bad_file)], cwd=root)
+    assert proc.returncode != 0
+    exp = root / 'experiments'
+    assert f"the previous run in '{exp / 'prev'}' was moved to '{exp / 'prev'}_archived_" in proc.stderr
+    assert f"the previous run is back in '{exp / 'prev'}' (this run's log: '{exp / 'prev'}_failed_" in proc.stderr
+    names, models = experiments_state(root)
+    assert models == before[1] and model.is_file()
+    assert [n for n in names if n != 'prev'] and all('_failed_' in n for n in names if n != 'prev'), names

@@ -106,12 +106,13 @@ def _namespace_snapshot():
 
     import basicsr.test
     import basicsr.train
+    import basicsr.utils.misc
     import basicsr.utils.options
     from basicsr.utils.file_client import FileClient, LmdbBackend
     from basicsr.utils.registry import Registry
 
     from ecma_basicsr.engine.data_checks import IMFROMBYTES_MODULES
-    modules = [basicsr.train, basicsr.test, basicsr.utils.options] + [importlib.import_module(m)
+    modules = [basicsr.train, basicsr.test, basicsr.utils.options, basicsr.utils.misc] + [importlib.import_module(m)
                                                                        for m in IMFROMBYTES_MODULES]
     return {(m.__name__, k): v for m in modules for k, v in vars(m).items()} | {
         (cls.__name__, k): v for cls in (Registry, FileClient, LmdbBackend) for k, v in vars(cls).items()}
@@ -133,7 +134,8 @@ def test_engine_installs_recorded_patches_and_uninstalls_them():
                            ('basicsr.train', 'create_train_val_dataloader'), ('basicsr.train', 'CPUPrefetcher'),
                            ('basicsr.train', 'CUDAPrefetcher'), ('basicsr.train', 'build_model'),
                            ('basicsr.test', 'build_model'), ('Registry', 'get'), ('LmdbBackend', '__init__'),
-                           ('FileClient', 'get')} | {(m, 'imfrombytes') for m in IMFROMBYTES_MODULES}
+                           ('FileClient', 'get'), ('basicsr.utils.misc', 'mkdir_and_rename'),
+                           ('basicsr.train', 'mkdir_and_rename')} | {(m, 'imfrombytes') for m in IMFROMBYTES_MODULES}
         for patch in PATCHES:  # each records what it replaced
             assert patch.original is before[(patch.owner().__name__, patch.name)]
         assert engine.install() == [] and _namespace_snapshot() == during, 'installing twice is installing once'

@@ -93,11 +93,140 @@ def check_registered_types(opt):
         if name is not None and name not in registry:
             choices = ', '.join(sorted(k for k in registry.keys() if not k.endswith('_basicsr')))
             problems.append(f"{where} = '{name}' is not registered. Valid choices: {choices}.")
+    return problems + check_network_arguments(opt)
+
+
+def check_network_arguments(opt):
+    """``network_*`` arguments the constructor does not take (a typo, an argument of another network)."""
+    import inspect
+
+    from basicsr.utils.registry import ARCH_REGISTRY
+    problems = []
+    for key, value in opt.items():
+        if not (key.startswith('network_') and isinstance(value, dict) and value.get('type') in ARCH_REGISTRY):
+            continue
+        kwargs = {k: v for k, v in value.items() if k != 'type'}
+        try:
+            inspect.signature(ARCH_REGISTRY.get(value['type'])).bind(**kwargs)
+        except TypeError as err:
+            problems.append(f"{key}: {value['type']} {err}.")
     return problems
 
 
-def check_args(argv):
-    """Pre-flight for ``basicsr train|test`` argv: option file, overrides, types and data paths.
+# Keys BasicSR turns into counts (``int(...)``) or uses in arithmetic; a string there fails late.
+_INT_KEYS = {('train', 'total_iter'), ('train', 'warmup_iter'), ('val', 'val_freq'), ('logger', 'print_freq'),
+             ('logger', 'save_checkpoint_freq'), ('scale',), ('num_gpu',), ('manual_seed',)}
+_DATASET_INT_KEYS = ('batch_size_per_gpu', 'num_worker_per_gpu', 'gt_size', 'dataset_enlarge_ratio')
+_NUMBER_KEYS = ('lr', 'weight_decay', 'eta_min', 'loss_weight', 'ema_decay', 'momentum', 'eps')
+
+
+def _is_number(value, integer=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return not integer or float(value).is_integer()
+
+
+def _type_problem(where, value, integer):
+    if value is None or _is_number(value, integer):
+        return None
+    what = 'an integer' if integer else 'a number'
+    return f'{where} = {value!r} ({type(value).__name__}) must be {what}.'
+
+
+def check_numbers(opt):
+    """Counts and rates that are not numbers (``lr: abc``, ``total_iter: '5k'``), by option path."""
+    problems = []
+    for keys in sorted(_INT_KEYS):
+        node = opt
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        problems.append(_type_problem(':'.join(keys), node, True))
+    for phase, dopt in (opt.get('datasets') or {}).items():
+        for key in _DATASET_INT_KEYS:
+            problems.append(_type_problem(f'datasets:{phase}:{key}', (dopt or {}).get(key), True))
+
+    def walk(node, where):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f'{where}:{key}')
+            elif key in _NUMBER_KEYS:
+                problems.append(_type_problem(f'{where}:{key}', value, False))
+    walk(opt.get('train') or {}, 'train')
+    return [p for p in problems if p]
+
+
+def _call_problem(where, fn, *args, **kwargs):
+    """Call ``fn`` (cheap: a dummy parameter, no data); its refusal as one line, or None."""
+    try:
+        fn(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001  (whatever the real construction would raise later)
+        text = str(err).strip().rstrip('.')
+        return f'{text}.' if text.startswith(where) else f'{where}: {text} ({type(err).__name__}).'
+    return None
+
+
+def check_training(opt):
+    """What ``basicsr train`` builds from the ``train``/``val`` sections, tried before any folder is touched.
+
+    Optimizers are built by the model class's own ``get_optimizer`` on one dummy parameter and
+    schedulers on a dummy optimizer (BasicSR's choices), so an unknown name or a bad argument fails
+    here instead of after ``experiments/<name>`` was archived; loss and metric arguments are bound
+    to their signatures.
+    """
+    import inspect
+
+    import torch
+    from basicsr.models import lr_scheduler
+    from basicsr.models.base_model import BaseModel
+    from basicsr.utils.registry import LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+
+    problems = []
+    train = opt.get('train') or {}
+    model_cls = MODEL_REGISTRY.get(opt['model_type']) if opt.get('model_type') in MODEL_REGISTRY else None
+    param = torch.nn.Parameter(torch.zeros(1))
+    for key, value in train.items():
+        if key.startswith('optim_') and isinstance(value, dict) and model_cls is not None:
+            kwargs = dict(value)
+            optim_type = kwargs.pop('type', None)
+            problems.append(_call_problem(f'train:{key}', model_cls.get_optimizer, None, optim_type, [param],
+                                          **kwargs))
+    scheduler = train.get('scheduler')
+    basicsr_schedulers = model_cls is not None and model_cls.setup_schedulers is BaseModel.setup_schedulers
+    if isinstance(scheduler, dict) and basicsr_schedulers:
+        kwargs = dict(scheduler)
+        kind = kwargs.pop('type', None)
+        multistep = lr_scheduler.MultiStepRestartLR
+        classes = {'MultiStepLR': multistep, 'MultiStepRestartLR': multistep,
+                   'CosineAnnealingRestartLR': lr_scheduler.CosineAnnealingRestartLR}
+        if kind not in classes:
+            problems.append(f"train:scheduler:type = '{kind}' is not one of BasicSR's schedulers: "
+                            f"{', '.join(classes)}.")
+        else:
+            problems.append(_call_problem('train:scheduler', classes[kind], torch.optim.SGD([param], lr=0.1), **kwargs))
+    for key, value in train.items():
+        if key.endswith('_opt') and isinstance(value, dict) and value.get('type') in LOSS_REGISTRY:
+            kwargs = {k: v for k, v in value.items() if k != 'type'}
+            cls = LOSS_REGISTRY.get(value['type'])
+            problems.append(_call_problem(f'train:{key}', inspect.signature(cls).bind, **kwargs))
+    metrics = ((opt.get('val') or {}).get('metrics') or {})
+    for name, value in metrics.items():
+        if not isinstance(value, dict):
+            continue
+        kind = value.get('type')
+        if kind not in METRIC_REGISTRY:
+            choices = ', '.join(sorted(k for k in METRIC_REGISTRY.keys() if not k.endswith('_basicsr')))
+            problems.append(f"val:metrics:{name}:type = '{kind}' is not registered. Valid choices: {choices}.")
+            continue
+        kwargs = {k: v for k, v in value.items() if k != 'type'}
+        problems.append(_call_problem(f'val:metrics:{name}', inspect.signature(METRIC_REGISTRY.get(kind)).bind,
+                                      None, None, **kwargs))
+    return [p for p in problems if p]
+
+
+def check_args(argv, is_train=True):
+    """Pre-flight for ``basicsr train|test`` argv: option file, overrides, types, numbers and data paths.
+
+    With ``is_train``, also the optimizers, scheduler, losses and metrics (:func:`check_training`).
 
     Returns:
         dict: The option file with the ``--force_yml`` overrides applied.
@@ -108,7 +237,12 @@ def check_args(argv):
     parser.add_argument('--force_yml', nargs='+', default=None)
     args, _ = parser.parse_known_args(argv)
     opt = apply_force_yml(load_yaml(args.opt), args.force_yml)
-    problems = check_registered_types(opt) + missing_dataset_paths(opt)
+    problems = check_registered_types(opt) + check_numbers(opt)
+    if not problems and is_train:
+        problems = check_training(opt)
+    problems += missing_dataset_paths(opt)
+    if len(problems) == 1:
+        raise OptionError(f'{args.opt}: {problems[0]}')
     if problems:
         raise OptionError(f'{args.opt}:\n  ' + '\n  '.join(problems))
     return opt

@@ -22,11 +22,14 @@ names up in their own modules, so they are the only way in.
 * ``basicsr.utils.file_client.LmdbBackend.__init__``, ``FileClient.get`` and every module's bound
   ``imfrombytes``: a truncated LMDB or an undecodable image stops the run with one line naming the
   file (:mod:`.data_checks`) instead of a SIGBUS or an ``AttributeError`` on ``None``.
+* ``basicsr.utils.misc.mkdir_and_rename`` / ``basicsr.train.mkdir_and_rename``: archiving the previous
+  run is shown and recorded so that a run failing before its first checkpoint can put it back
+  (:mod:`.experiment_dirs`).
 """
 import contextlib
 import importlib
 
-from ecma_basicsr.engine import checkpoint, data_checks, dist, model, train_state
+from ecma_basicsr.engine import checkpoint, data_checks, dist, experiment_dirs, model, train_state
 
 
 class Patch:
@@ -115,6 +118,9 @@ PATCHES = (
           'remembers which file was read, for the decode error'),
     *[Patch(module, 'imfrombytes', data_checks.imfrombytes, 'an undecodable image names its file')
       for module in data_checks.IMFROMBYTES_MODULES],
+    *[Patch(module, 'mkdir_and_rename', experiment_dirs.mkdir_and_rename,
+            'archiving the previous run is recorded, shown and undone when the new run fails early')
+      for module in ('basicsr.utils.misc', 'basicsr.train')],
 )
 
 
