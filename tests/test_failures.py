@@ -181,3 +181,65 @@ def test_archiving_is_shown_and_a_run_failing_later_puts_the_previous_run_back(p
     names, models = experiments_state(root)
     assert models == before[1] and model.is_file()
     assert [n for n in names if n != 'prev'] and all('_failed_' in n for n in names if n != 'prev'), names
+
+
+# 2. a corrupt image ------------------------------------------------------------------------------
+
+def corrupt_png(path):
+    with open(path, 'r+b') as f:
+        f.seek(40)
+        f.write(b'\0' * 64)  # the IHDR/IDAT bytes: the file keeps its name and size but no longer decodes
+
+
+def test_train_names_a_corrupt_image_and_its_dataset_option_and_keeps_the_previous_run(previous_run):
+    root, _, opt, model = previous_run
+    data = root / 'corrupt_train'
+    gt, lq = make_sr_folders(str(data))
+    bad = osp.join(gt, 'img03.png')
+    corrupt_png(bad)
+    # 6 images, batch 2: 3 iterations read every training image once
+    run_opt = dict(tiny_sr_options('prev', gt, lq, total_iter=3, save_freq=3))
+    opt_file = write_yaml(root / 'corrupt.yml', run_opt)
+    before = experiments_state(root)
+    proc = run_cli(['train', '-opt', str(opt_file)], cwd=root)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert error_lines(proc) == [f"basicsr train: error: '{bad}' (datasets:train:dataroot_gt) is not a decodable image "
+                                 f'({osp.getsize(bad)} bytes): replace or delete it (an LMDB: rebuild it with its '
+                                 'datasets_prep command).'], proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    names, models = experiments_state(root)
+    assert models == before[1] and model.is_file() and 'prev' in names
+
+
+def test_test_names_a_corrupt_image_and_stops(previous_run):
+    root, _, opt, model = previous_run
+    gt, lq = make_sr_folders(str(root / 'corrupt_test'))
+    bad = osp.join(lq, 'img01.png')
+    corrupt_png(bad)
+    test_opt = {k: v for k, v in opt.items() if k not in ('train', 'datasets')}
+    test_opt.update(name='prev_test', datasets={'test_1': dict(opt['datasets']['val'], dataroot_gt=gt, dataroot_lq=lq)},
+                    path=dict(opt['path'], pretrain_network_g=str(model)))
+    opt_file = write_yaml(root / 'corrupt_test.yml', test_opt)
+    proc = run_cli(['test', '-opt', str(opt_file)], cwd=root)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert error_lines(proc) == [f"basicsr test: error: '{bad}' (datasets:test_1:dataroot_lq) is not a decodable image "
+                                 f'({osp.getsize(bad)} bytes): replace or delete it (an LMDB: rebuild it with its '
+                                 'datasets_prep command).'], proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+
+
+def test_a_corrupt_lmdb_value_names_the_lmdb_and_key(tmp_path):
+    import lmdb
+    (gt_lmdb, lq_lmdb), (gt_dir, lq_dir) = make_lmdb_pair(str(tmp_path))
+    env = lmdb.open(gt_lmdb, map_size=64 * 1024 ** 2)
+    with env.begin(write=True) as txn:
+        txn.put(b'img02', b'not a png')
+    env.close()
+    opt = lmdb_options('lmdb_corrupt', gt_lmdb, lq_lmdb, gt_dir, lq_dir)
+    opt['train']['total_iter'] = 3
+    opt_file = write_yaml(tmp_path / 'lmdb.yml', opt)
+    proc = run_cli(['train', '-opt', str(opt_file)], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert error_lines(proc) == [f"basicsr train: error: '{gt_lmdb}' key 'img02' (datasets:train:dataroot_gt) is not a "
+                                 'decodable image (9 bytes): replace or delete it (an LMDB: rebuild it with its '
+                                 'datasets_prep command).'], proc.stderr[-3000:]

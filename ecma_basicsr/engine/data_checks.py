@@ -108,4 +108,7 @@ def with_dataset_option(opt, err):
     if 'DataReadError: ' in message:
         message = message.rsplit('DataReadError: ', 1)[1].strip()
     where = dataset_option_for(opt, message)
-    return f'{message} (dataset option {where})' if where else message
+    if not where:
+        return message
+    head, sep, tail = message.partition(' is ')  # the source comes first: "'<file>' is not ..."
+    return f'{head} ({where}){sep}{tail}' if sep else f'{message} ({where})'
