@@ -243,3 +243,34 @@ def test_a_corrupt_lmdb_value_names_the_lmdb_and_key(tmp_path):
     assert error_lines(proc) == [f"basicsr train: error: '{gt_lmdb}' key 'img02' (datasets:train:dataroot_gt) is not a "
                                  'decodable image (9 bytes): replace or delete it (an LMDB: rebuild it with its '
                                  'datasets_prep command).'], proc.stderr[-3000:]
+
+
+# 4. 1e-4 is a number --------------------------------------------------------------------------------
+
+def test_exponent_numbers_in_the_option_file_and_force_yml_train(tmp_path):
+    gt, lq = make_sr_folders(str(tmp_path / 'data'))
+    opt_file = write_yaml(tmp_path / 'lr.yml', tiny_sr_options('lr_run', gt, lq, total_iter=2, save_freq=2))
+    text = opt_file.read_text()
+    assert '  lr: 0.001\n' in text
+    opt_file.write_text(text.replace('  lr: 0.001\n', '  lr: 1e-4\n'))  # as written by hand
+    proc = run_cli(['train', '-opt', str(opt_file), '--force_yml', 'train:scheduler:eta_min=2.0e-7',
+                    'train:totl_iter=5'], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ("basicsr: warning: --force_yml 'train:totl_iter=5' adds 'train:totl_iter', which the option file does "
+            "not have (did you mean 'train:total_iter'?)." in proc.stderr.splitlines())
+    log = open(next((tmp_path / 'experiments' / 'lr_run').glob('train_*.log'))).read()
+    assert 'lr: 0.0001\n' in log and 'eta_min: 2e-07\n' in log
+    assert 'iter:       1, lr:(1.000e-04,)]' in log  # the optimizer got the number
+
+    proc = run_cli(['train', '-opt', str(opt_file), '--force_yml', 'train:optim_g:lr=1e-4', 'name=lr_run2'],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'warning' not in proc.stderr
+
+
+def test_force_yml_values_are_yaml_12():
+    from ecma_basicsr.engine.yaml_values import parse_value
+    assert [parse_value(v) for v in ('1e-4', '2.0e-4', '1.0e4', '.5e-3', '5', '0.0001', '[6, 7]', 'none', 'True',
+                                     'AdamW')] == [1e-4, 2e-4, 1e4, 5e-4, 5, 1e-4, [6, 7], None, True, 'AdamW']
+    with pytest.raises(ValueError, match=r"'\[6' is not a valid value"):
+        parse_value('[6')

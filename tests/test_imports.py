@@ -135,7 +135,9 @@ def test_engine_installs_recorded_patches_and_uninstalls_them():
                            ('basicsr.train', 'CUDAPrefetcher'), ('basicsr.train', 'build_model'),
                            ('basicsr.test', 'build_model'), ('Registry', 'get'), ('LmdbBackend', '__init__'),
                            ('FileClient', 'get'), ('basicsr.utils.misc', 'mkdir_and_rename'),
-                           ('basicsr.train', 'mkdir_and_rename')} | {(m, 'imfrombytes') for m in IMFROMBYTES_MODULES}
+                           ('basicsr.train', 'mkdir_and_rename'), ('basicsr.utils.options', 'ordered_yaml'),
+                           ('basicsr.utils.options', '_postprocess_yml_value')} | {
+                               (m, 'imfrombytes') for m in IMFROMBYTES_MODULES}
         for patch in PATCHES:  # each records what it replaced
             assert patch.original is before[(patch.owner().__name__, patch.name)]
         assert engine.install() == [] and _namespace_snapshot() == during, 'installing twice is installing once'

@@ -53,19 +53,35 @@ def missing_dataset_paths(opt):
 
 
 def load_yaml(path):
+    """The option file as a dict, read as the pipeline will read it (``1e-4`` is a number)."""
+    from ecma_basicsr.engine.yaml_values import NumberLoader
     if not osp.isfile(path):
         raise OptionError(f"Option file '{path}' does not exist.")
     with open(path) as f:
-        return yaml.safe_load(f)
+        try:
+            opt = yaml.load(f, Loader=NumberLoader)
+        except yaml.MarkedYAMLError as err:
+            mark = err.problem_mark or err.context_mark
+            where = f'{path}:{mark.line + 1}:{mark.column + 1}' if mark else path
+            raise OptionError(f'{where}: not valid YAML: {err.problem or err.context}.') from None
+        except yaml.YAMLError as err:
+            raise OptionError(f'{path}: not valid YAML: {err}.') from None
+    if not isinstance(opt, dict):
+        raise OptionError(f'{path}: an option file is a YAML mapping (name:, model_type:, ...), '
+                          f'not {type(opt).__name__}.')
+    return opt
 
 
-def _force_yml_value(text):
-    from basicsr.utils.options import _postprocess_yml_value
-    return _postprocess_yml_value(text)
+def apply_force_yml(opt, entries, warn=None):
+    """Apply ``--force_yml a:b=c`` overrides the way BasicSR does, without ``exec``.
 
+    Values are read as YAML 1.2 (``1e-4`` is a float, :func:`.yaml_values.parse_value`). An
+    override that creates a key the option file does not have is applied (BasicSR allows it) and
+    reported through ``warn(message)`` with the closest existing keys, since it is usually a typo.
+    """
+    import difflib
 
-def apply_force_yml(opt, entries):
-    """Apply ``--force_yml a:b=c`` overrides the way BasicSR does, without ``exec``."""
+    from ecma_basicsr.engine.yaml_values import parse_value
     for entry in entries or []:
         if '=' not in entry:
             raise OptionError(f"--force_yml '{entry}' must look like key:subkey=value.")
@@ -76,7 +92,15 @@ def apply_force_yml(opt, entries):
             if not isinstance(node.get(key), dict):
                 raise OptionError(f"--force_yml '{entry}': no section '{key}' in the option file.")
             node = node[key]
-        node[last] = _force_yml_value(value)
+        try:
+            parsed = parse_value(value)
+        except ValueError as err:
+            raise OptionError(f"--force_yml '{entry}': {err}.") from None
+        if last not in node and warn is not None:
+            close = difflib.get_close_matches(last, [str(k) for k in node], n=3)
+            hint = f" (did you mean {' or '.join(repr(':'.join(parents + [c])) for c in close)}?)" if close else ''
+            warn(f"--force_yml '{entry}' adds '{keys}', which the option file does not have{hint}.")
+        node[last] = parsed
     return opt
 
 
@@ -223,7 +247,12 @@ def check_training(opt):
     return [p for p in problems if p]
 
 
-def check_args(argv, is_train=True):
+def _warn_stderr(message):
+    import sys
+    print(f'basicsr: warning: {message}', file=sys.stderr, flush=True)
+
+
+def check_args(argv, is_train=True, warn=_warn_stderr):
     """Pre-flight for ``basicsr train|test`` argv: option file, overrides, types, numbers and data paths.
 
     With ``is_train``, also the optimizers, scheduler, losses and metrics (:func:`check_training`).
@@ -236,7 +265,7 @@ def check_args(argv, is_train=True):
     parser.add_argument('-opt', required=True)
     parser.add_argument('--force_yml', nargs='+', default=None)
     args, _ = parser.parse_known_args(argv)
-    opt = apply_force_yml(load_yaml(args.opt), args.force_yml)
+    opt = apply_force_yml(load_yaml(args.opt), args.force_yml, warn=warn)
     problems = check_registered_types(opt) + check_numbers(opt)
     if not problems and is_train:
         problems = check_training(opt)

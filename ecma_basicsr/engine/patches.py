@@ -25,11 +25,13 @@ names up in their own modules, so they are the only way in.
 * ``basicsr.utils.misc.mkdir_and_rename`` / ``basicsr.train.mkdir_and_rename``: archiving the previous
   run is shown and recorded so that a run failing before its first checkpoint can put it back
   (:mod:`.experiment_dirs`).
+* ``basicsr.utils.options.ordered_yaml`` / ``_postprocess_yml_value``: ``1e-4`` is a number in option
+  files and ``--force_yml`` (YAML 1.2 floats, :mod:`.yaml_values`).
 """
 import contextlib
 import importlib
 
-from ecma_basicsr.engine import checkpoint, data_checks, dist, experiment_dirs, model, train_state
+from ecma_basicsr.engine import checkpoint, data_checks, dist, experiment_dirs, model, train_state, yaml_values
 
 
 class Patch:
@@ -121,6 +123,10 @@ PATCHES = (
     *[Patch(module, 'mkdir_and_rename', experiment_dirs.mkdir_and_rename,
             'archiving the previous run is recorded, shown and undone when the new run fails early')
       for module in ('basicsr.utils.misc', 'basicsr.train')],
+    Patch('basicsr.utils.options', 'ordered_yaml', yaml_values.ordered_yaml,
+          'option files read 1e-4 as a number (YAML 1.2 floats)'),
+    Patch('basicsr.utils.options', '_postprocess_yml_value', yaml_values.postprocess_yml_value,
+          '--force_yml reads 1e-4 and 2.0e-4 as numbers'),
 )
 
 
