@@ -274,3 +274,64 @@ def test_force_yml_values_are_yaml_12():
                                      'AdamW')] == [1e-4, 2e-4, 1e4, 5e-4, 5, 1e-4, [6, 7], None, True, 'AdamW']
     with pytest.raises(ValueError, match=r"'\[6' is not a valid value"):
         parse_value('[6')
+
+
+# 5. one line instead of a traceback ------------------------------------------------------------------
+
+def make_test_options(opt, model, name='prev_test'):
+    """A ``basicsr test`` option dict for the previous run's network and validation set."""
+    test_opt = {k: v for k, v in opt.items() if k not in ('train', 'datasets')}
+    test_opt.update(name=name, datasets={'test_1': opt['datasets']['val']},
+                    path=dict(opt['path'], pretrain_network_g=str(model)))
+    return test_opt
+
+
+def only_error_line(proc):
+    lines = error_lines(proc)
+    assert len(lines) == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    return lines[0]
+
+
+def test_yaml_syntax_error_names_file_line_and_column(previous_run):
+    root, opt_file, _, _ = previous_run
+    bad = root / 'syntax.yml'
+    bad.write_text(opt_file.read_text().replace('  lr: 0.001\n', '  lr: [0.001\n'))
+    line = next(i for i, text in enumerate(bad.read_text().splitlines(), 1) if 'lr: [0.001' in text)
+    proc = run_cli(['train', '-opt', str(bad)], cwd=root)
+    assert proc.returncode == 1
+    assert only_error_line(proc).startswith(f'basicsr train: error: {bad}:{line + 1}:')
+    assert 'not valid YAML' in proc.stderr
+
+
+def test_test_with_missing_weights_lists_the_checkpoints_beside_them(previous_run):
+    root, _, opt, model = previous_run
+    opt_file = write_yaml(root / 'missing_weights.yml', make_test_options(opt, model.parent / 'net_g_9.pth'))
+    proc = run_cli(['test', '-opt', str(opt_file)], cwd=root)
+    assert proc.returncode == 1
+    assert only_error_line(proc) == (f"basicsr test: error: {opt_file}: path:pretrain_network_g = "
+                                     f"'{model.parent / 'net_g_9.pth'}' does not exist. {model.parent} holds: "
+                                     'net_g_2.pth, net_g_latest.pth.')
+    assert not (root / 'results' / 'prev_test').exists()
+
+
+def test_test_with_a_checkpoint_of_another_configuration_says_so(previous_run):
+    root, _, opt, model = previous_run
+    test_opt = make_test_options(opt, model, name='mismatch_test')
+    test_opt['network_g'] = dict(test_opt['network_g'], width=16)
+    opt_file = write_yaml(root / 'mismatch_test.yml', test_opt)
+    proc = run_cli(['test', '-opt', str(opt_file)], cwd=root)
+    assert proc.returncode == 1
+    line = only_error_line(proc)
+    assert line.startswith(f"basicsr test: error: '{model}' does not fit ECMASR as configured: Checkpoint does not "
+                           'fit ECMASR(upscale=2, in_ch=3, width=16,')
+    assert 'head.weight: (8, 3, 3, 3) vs (16, 3, 3, 3)' in line and 'Check the network options (network_g)' in line
+
+
+def test_force_yml_value_that_is_not_yaml(previous_run):
+    root, opt_file, _, _ = previous_run
+    before = experiments_state(root)
+    proc = run_cli(['train', '-opt', str(opt_file), '--force_yml', 'train:scheduler:periods=[6'], cwd=root)
+    assert proc.returncode == 1
+    assert only_error_line(proc).startswith("basicsr train: error: --force_yml 'train:scheduler:periods=[6': "
+                                            "'[6' is not a valid value (")
+    assert experiments_state(root) == before

@@ -252,6 +252,25 @@ def _warn_stderr(message):
     print(f'basicsr: warning: {message}', file=sys.stderr, flush=True)
 
 
+def missing_weights(opt):
+    """``path:pretrain_network_*`` files that do not exist, with the checkpoints found beside them."""
+    import glob
+    problems = []
+    for key, value in sorted((opt.get('path') or {}).items()):
+        if not key.startswith('pretrain_network') or not value or not isinstance(value, str):
+            continue
+        path = osp.expanduser(value)
+        if osp.isfile(path):
+            continue
+        folder = osp.dirname(path) or '.'
+        found = sorted(osp.basename(p) for p in glob.glob(osp.join(folder, '*.pth')))
+        beside = (f" {folder} holds: {', '.join(found[:6])}{' ...' if len(found) > 6 else ''}." if found else
+                  ' Train it first (basicsr train -opt <its train option file>) or set the path of downloaded '
+                  'weights.')
+        problems.append(f"path:{key} = '{value}' does not exist.{beside}")
+    return problems
+
+
 def check_args(argv, is_train=True, warn=_warn_stderr):
     """Pre-flight for ``basicsr train|test`` argv: option file, overrides, types, numbers and data paths.
 
@@ -269,7 +288,7 @@ def check_args(argv, is_train=True, warn=_warn_stderr):
     problems = check_registered_types(opt) + check_numbers(opt)
     if not problems and is_train:
         problems = check_training(opt)
-    problems += missing_dataset_paths(opt)
+    problems += missing_weights(opt) + missing_dataset_paths(opt)
     if len(problems) == 1:
         raise OptionError(f'{args.opt}: {problems[0]}')
     if problems:
