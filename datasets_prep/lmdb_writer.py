@@ -25,7 +25,7 @@ import cv2
 import lmdb
 import numpy as np
 
-from .common import PrepError, encode_png
+from .common import PrepError, encode_png, unpaired_message
 from .lmdb_check import size_problem
 
 DEFAULT_MAP_SIZE = 64 * 1024 ** 2
@@ -303,8 +303,7 @@ def verify_lmdb_group(paths, expect_count=None, decode=True):
         only_a = sorted(set(first) - set(other))
         only_b = sorted(set(other) - set(first))
         if only_a or only_b:
-            problems.append(f"pair count mismatch: '{paths[0]}' has {len(first)} keys, '{path}' has {len(other)}; "
-                            f'only in the first: {only_a[:5]}, only in the second: {only_b[:5]}.')
+            problems.append(unpaired_message(paths[0], len(first), only_a, path, len(other), only_b, what='keys'))
             continue
         ratios = {}
         for key, (h, w, _) in first.items():

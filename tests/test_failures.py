@@ -335,3 +335,34 @@ def test_force_yml_value_that_is_not_yaml(previous_run):
     assert only_error_line(proc).startswith("basicsr train: error: --force_yml 'train:scheduler:periods=[6': "
                                             "'[6' is not a valid value (")
     assert experiments_state(root) == before
+
+
+# 7. verify names the unpaired keys -------------------------------------------------------------------
+
+def test_verify_names_keys_missing_on_each_side_when_counts_are_equal(tmp_path):
+    from datasets_prep.common import update_manifest
+    (gt_lmdb, lq_lmdb), (gt_dir, lq_dir) = make_lmdb_pair(str(tmp_path))
+    # the same number of LQ images as GT images, one renamed: counts agree, keys do not
+    os.rename(osp.join(lq_dir, 'img04.png'), osp.join(lq_dir, 'img4.png'))
+    root = osp.dirname(gt_dir)
+    update_manifest(root, 'tiny', [{'kind': 'folders', 'lq': 'lq', 'gt': 'gt', 'filename_tmpl': '{}', 'scale': 2,
+                                    'count': 6}])
+    proc = run_prep(['verify', root, '--no-decode'], cwd=tmp_path)
+    assert proc.returncode == 1
+    problems = [line for line in proc.stdout.splitlines() if line.startswith('PROBLEM')]
+    assert problems == [f"PROBLEM: unpaired images: both hold 6 images but different ones; only in '{lq_dir}': "
+                        f"img4.png; only in '{gt_dir}': img04.png."], proc.stdout
+
+    from datasets_prep.lmdb_writer import LmdbWriter
+    other = osp.join(tmp_path, 'other.lmdb')
+    writer = LmdbWriter(other)
+    for i in (0, 1, 2, 3, 5, 7):
+        writer.put_image(f'img{i:02d}', cv2.imread(osp.join(lq_dir, 'img00.png')))
+    writer.commit()
+    before = digest(gt_lmdb)
+    proc = run_prep(['verify', other, gt_lmdb, '--no-decode'], cwd=tmp_path)
+    assert proc.returncode == 1
+    problems = [line for line in proc.stdout.splitlines() if line.startswith('PROBLEM')]
+    assert problems == [f"PROBLEM: unpaired keys: both hold 6 keys but different ones; only in '{other}': img07; "
+                        f"only in '{gt_lmdb}': img04."], proc.stdout
+    assert digest(gt_lmdb) == before
