@@ -366,3 +366,44 @@ def test_verify_names_keys_missing_on_each_side_when_counts_are_equal(tmp_path):
     assert problems == [f"PROBLEM: unpaired keys: both hold 6 keys but different ones; only in '{other}': img07; "
                         f"only in '{gt_lmdb}': img04."], proc.stdout
     assert digest(gt_lmdb) == before
+
+
+# 6. a killed sample run is resumed in place -----------------------------------------------------------
+
+def test_sample_killed_midway_is_resumed_in_place(tmp_path):
+    import signal
+    import time
+    dst = tmp_path / 'datasets' / 'DIV2K'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.Popen([sys.executable, '-m', 'datasets_prep', 'sample', '--task', 'sr', '--dst', str(dst)],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    # kill it while it writes the outputs: a .partial LMDB or the first PNG in dst
+    while time.time() < deadline and proc.poll() is None:
+        found = [p for p in dst.rglob('*') if p.name.endswith('.partial') or p.suffix == '.png'] if dst.exists() else []
+        if found:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, 'the sample finished before it could be interrupted'
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (dst / 'SAMPLE.json').exists()
+    assert [p.name for p in tmp_path.joinpath('datasets').iterdir() if p.name.startswith('.sample_source_')]
+
+    rerun = run_prep(['sample', '--task', 'sr', '--dst', str(dst)], cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert (dst / 'SAMPLE.json').is_file() and not (dst / '.SAMPLE.partial.json').exists()
+    assert sorted(p.name for p in (tmp_path / 'datasets').iterdir()) == ['DIV2K'], 'no hidden source tree left'
+    check = run_prep(['verify', str(dst)], cwd=tmp_path)
+    assert check.returncode == 0, check.stdout[-2000:]
+
+
+def test_sample_still_refuses_a_folder_of_real_data(tmp_path):
+    dst = tmp_path / 'DIV2K'
+    dst.mkdir()
+    (dst / 'mine.png').write_bytes(b'x')
+    proc = run_prep(['sample', '--task', 'sr', '--dst', str(dst)], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: '{dst}' already holds data that is not a sample (no SAMPLE.json); "
+                                   'choose another --dst.')
+    assert sorted(os.listdir(dst)) == ['mine.png']
