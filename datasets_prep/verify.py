@@ -101,7 +101,8 @@ def verify_paths(paths, count=None, decode=True):
                 checked.append(osp.relpath(path, root))
         if len(checked) == before:
             problems.append(f"'{root}': nothing to verify (no {MANIFEST} and no .lmdb folders).")
-    return checked, problems
+    # one HR folder is the GT of every scale's pair: a bad HR image is one problem, not one per scale
+    return checked, list(dict.fromkeys(problems))
 
 
 def run_verify(paths, count=None, no_decode=False):

@@ -407,3 +407,29 @@ def test_sample_still_refuses_a_folder_of_real_data(tmp_path):
     assert proc.stderr.strip() == (f"error: '{dst}' already holds data that is not a sample (no SAMPLE.json); "
                                    'choose another --dst.')
     assert sorted(os.listdir(dst)) == ['mine.png']
+
+
+# 8. a corrupt image is reported once ------------------------------------------------------------------
+
+def test_verify_reports_a_corrupt_hr_image_shared_by_three_scales_once(tmp_path):
+    from datasets_prep.common import update_manifest
+    gt_dir, _ = make_sr_folders(str(tmp_path / 'set'), n=3, size=48)
+    root = osp.dirname(gt_dir)
+    groups = []
+    for scale in (2, 3, 4):
+        lq = osp.join(root, f'X{scale}')
+        os.makedirs(lq)
+        for name in sorted(os.listdir(gt_dir)):
+            img = cv2.imread(osp.join(gt_dir, name))
+            cv2.imwrite(osp.join(lq, f'{osp.splitext(name)[0]}x{scale}.png'),
+                        cv2.resize(img, (48 // scale, 48 // scale), interpolation=cv2.INTER_AREA))
+        groups.append({'kind': 'folders', 'lq': f'X{scale}', 'gt': 'gt', 'filename_tmpl': f'{{}}x{scale}',
+                       'scale': scale, 'count': 3})
+    update_manifest(root, 'tiny', groups)
+    bad = osp.join(gt_dir, 'img01.png')
+    corrupt_png(bad)
+    proc = run_prep(['verify', root], cwd=tmp_path)
+    assert proc.returncode == 1
+    problems = [line for line in proc.stdout.splitlines() if line.startswith('PROBLEM')]
+    assert problems == [f"PROBLEM: '{bad}' does not decode."], proc.stdout
+    assert proc.stdout.splitlines()[-1] == 'verify: FAILED, 1 problem(s)'
