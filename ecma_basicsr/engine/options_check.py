@@ -139,7 +139,7 @@ def check_network_arguments(opt):
 
 # Keys BasicSR turns into counts (``int(...)``) or uses in arithmetic; a string there fails late.
 _INT_KEYS = {('train', 'total_iter'), ('train', 'warmup_iter'), ('val', 'val_freq'), ('logger', 'print_freq'),
-             ('logger', 'save_checkpoint_freq'), ('scale',), ('num_gpu',), ('manual_seed',)}
+             ('logger', 'save_checkpoint_freq'), ('scale',), ('manual_seed',)}  # num_gpu may be 'auto'
 _DATASET_INT_KEYS = ('batch_size_per_gpu', 'num_worker_per_gpu', 'gt_size', 'dataset_enlarge_ratio')
 _NUMBER_KEYS = ('lr', 'weight_decay', 'eta_min', 'loss_weight', 'ema_decay', 'momentum', 'eps')
 
@@ -183,6 +183,8 @@ def _call_problem(where, fn, *args, **kwargs):
     """Call ``fn`` (cheap: a dummy parameter, no data); its refusal as one line, or None."""
     try:
         fn(*args, **kwargs)
+    except AttributeError:
+        return None  # the method needs a real model (``self``); it cannot be tried on a dummy
     except Exception as err:  # noqa: BLE001  (whatever the real construction would raise later)
         text = str(err).strip().rstrip('.')
         return f'{text}.' if text.startswith(where) else f'{where}: {text} ({type(err).__name__}).'
