@@ -15,12 +15,17 @@ command table, so the engine can use it without loading the prep code.
 import os
 import os.path as osp
 
-from .commands import hint_for_path
+from .commands import find_command, hint_for_path
 
 
-def rebuild_hint(path):
-    """`` rebuild with <command>`` for an LMDB path, from the prep command table (a generic hint otherwise)."""
-    hint = hint_for_path(path)
+def rebuild_hint(path, dataset=None):
+    """``delete <path> and rebuild with: <command>`` for an LMDB, from the prep command table.
+
+    ``dataset`` (the name a dataset folder's ``datasets_prep.json`` records) finds the command when
+    the path itself does not (a ``--dst`` other than the default); a generic hint otherwise.
+    """
+    command = find_command(dataset.lower()) if dataset else None
+    hint = command.hint() if command and command.src else hint_for_path(path)
     if hint:
         return f"delete '{path}' and rebuild with: {hint}"
     return f"delete '{path}' and rebuild it with the datasets_prep command that wrote it (README, \"Datasets\")"
@@ -45,11 +50,11 @@ def expected_size(path):
         env.close()
 
 
-def size_problem(path):
+def size_problem(path, dataset=None):
     """One line when the LMDB folder ``path`` cannot be read safely (truncated or not an LMDB), else None.
 
     Only ``data.mdb`` is checked here (a missing folder or ``meta_info.txt`` is the callers' own
-    message).
+    message). ``dataset``: see :func:`rebuild_hint`.
     """
     data = osp.join(path, 'data.mdb')
     if not osp.isfile(data):
@@ -57,9 +62,9 @@ def size_problem(path):
     try:
         actual, expected = expected_size(path)
     except OSError as err:
-        return f"'{data}' cannot be read ({err.strerror}): {rebuild_hint(path)}."
+        return f"'{data}' cannot be read ({err.strerror}): {rebuild_hint(path, dataset)}."
     if expected is None:
-        return (f"'{data}' is not an LMDB file or is truncated ({actual} bytes): {rebuild_hint(path)}.")
+        return (f"'{data}' is not an LMDB file or is truncated ({actual} bytes): {rebuild_hint(path, dataset)}.")
     if actual < expected:
-        return f"'{path}' is truncated ({actual} of {expected} bytes): {rebuild_hint(path)}."
+        return f"'{path}' is truncated ({actual} of {expected} bytes): {rebuild_hint(path, dataset)}."
     return None

@@ -211,7 +211,7 @@ def is_complete(path):
     return True
 
 
-def verify_lmdb(path, expect_count=None, decode=True):
+def verify_lmdb(path, expect_count=None, decode=True, dataset=None):
     """Check one LMDB the way BasicSR will use it.
 
     Checks: the three files exist; every ``meta_info.txt`` line parses; every key is in
@@ -234,7 +234,7 @@ def verify_lmdb(path, expect_count=None, decode=True):
             problems.append(f"'{path}': no {need}.")
     if problems:
         return [], problems
-    truncated = size_problem(path)  # before any read: a page past the end of the file is a SIGBUS
+    truncated = size_problem(path, dataset)  # before any read: a page past the end of the file is a SIGBUS
     if truncated:
         return [], [truncated]
     entries, meta_problems = read_meta(path)
@@ -281,7 +281,7 @@ def verify_lmdb(path, expect_count=None, decode=True):
     return entries, problems
 
 
-def verify_lmdb_group(paths, expect_count=None, decode=True):
+def verify_lmdb_group(paths, expect_count=None, decode=True, dataset=None):
     """Verify LMDBs that BasicSR pairs (e.g. ``[lq.lmdb, gt.lmdb]``): each one, then the pairing.
 
     Pairing: identical key sets (BasicSR raises otherwise), and the same size ratio to the first
@@ -293,7 +293,7 @@ def verify_lmdb_group(paths, expect_count=None, decode=True):
     problems = []
     shapes = []
     for path in paths:
-        entries, found = verify_lmdb(path, expect_count, decode)
+        entries, found = verify_lmdb(path, expect_count, decode, dataset)
         problems += found
         shapes.append({k: s for k, s, _ in entries})
     if len(paths) < 2 or problems:

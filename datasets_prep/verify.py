@@ -84,13 +84,14 @@ def verify_paths(paths, count=None, decode=True):
         before = len(checked)
         if osp.isfile(manifest):
             with open(manifest) as f:
-                groups = json.load(f)['groups']
+                recorded = json.load(f)
+            groups, dataset = recorded['groups'], recorded.get('dataset')
             for group in groups:
                 if group['kind'] == 'lmdb':
                     group_paths = [osp.join(root, p) for p in group['paths']]
                     covered.update(osp.abspath(p) for p in group_paths)
                     problems += verify_lmdb_group(group_paths, count if count is not None else group.get('count'),
-                                                  decode)
+                                                  decode, dataset)
                     checked.append(' + '.join(group['paths']))
                 else:
                     problems += verify_folders(root, group, decode)
