@@ -244,8 +244,9 @@ def check_training(opt):
             problems.append(f"val:metrics:{name}:type = '{kind}' is not registered. Valid choices: {choices}.")
             continue
         kwargs = {k: v for k, v in value.items() if k != 'type'}
+        # BasicSR's calculate_metric passes the images by keyword: img=..., img2=...
         problems.append(_call_problem(f'val:metrics:{name}', inspect.signature(METRIC_REGISTRY.get(kind)).bind,
-                                      None, None, **kwargs))
+                                      img=None, img2=None, **kwargs))
     return [p for p in problems if p]
 
 
