@@ -4,12 +4,13 @@
 ``--auto_resume``, ``--debug``, ``--force_yml``) and hand over to ``basicsr.train.train_pipeline``
 / ``basicsr.test.test_pipeline`` with the current directory as root, so ``experiments/``,
 ``results/`` and ``tb_logger/`` land where the user runs the command. Before handing over we
-check the option file (missing datasets, unknown network names) so errors are one clear line, and
+check the option file (missing datasets, unknown network names, arguments, numbers; see
+:mod:`ecma_basicsr.engine.options_check`) so errors are one clear line and no folder is touched, and
 install the training engine (:mod:`ecma_basicsr.engine`: exact resume, safe checkpoints, CPU/GPU
 distributed launch) for the duration of the pipeline. Other subcommands (``bench``, ``restore``, ...)
 register themselves in :data:`SUBCOMMANDS`. Any :class:`~ecma_basicsr.errors.UserError` (and a
-non-finite training loss) ends the command with one line, ``basicsr <command>: error: <message>``,
-and exit status 1.
+non-finite training loss; an unreadable dataset file, with the dataset option that holds it) ends the
+command with one line, ``basicsr <command>: error: <message>``, and exit status 1.
 """
 import argparse
 import os

@@ -1,9 +1,20 @@
-"""Checks an option file before BasicSR starts, so a missing dataset fails in one clear line.
+"""Checks an option file before BasicSR starts, so what cannot run fails in one clear line and touches nothing.
 
-BasicSR would otherwise fail deep inside a dataset constructor (or, for LMDB, on the first
-read). We check every ``dataroot_*`` / ``meta_info_file`` path, and that an LMDB folder has the
-files BasicSR's ``lmdb`` backend needs, and name the ``datasets_prep`` command that builds it
-(read from that package's command table, ``datasets_prep.commands``).
+BasicSR would otherwise fail deep inside a dataset constructor, on the first LMDB read (a SIGBUS
+for a truncated ``data.mdb``), or while building the model, after ``make_exp_dirs`` has already
+moved the previous ``experiments/<name>/`` away. Checked here, in this order:
+
+* the file itself: YAML syntax (``file:line:column``), read with YAML 1.2 numbers
+  (:mod:`.yaml_values`: ``1e-4`` is a float) and the ``--force_yml`` overrides applied (a new
+  key is warned about, with the closest existing one);
+* registered ``type:`` names, network arguments against the constructor's signature, and counts
+  and rates that are not numbers;
+* for ``basicsr train``: optimizers, the scheduler, losses and metrics, built or bound on dummies
+  (:func:`check_training`);
+* ``path:pretrain_network_*`` files, every ``dataroot_*`` / ``meta_info_file`` path, that an LMDB
+  folder has the files BasicSR's ``lmdb`` backend needs and a ``data.mdb`` as long as the
+  environment says (:mod:`datasets_prep.lmdb_check`), naming the ``datasets_prep`` command that
+  builds it (read from that package's command table, ``datasets_prep.commands``).
 """
 import os.path as osp
 
