@@ -419,3 +419,17 @@ def prep_pairs(pairs, lmdbs=None, folders=None, crop=None, workers=1, desc=''):
         order = {k: i for i, k in enumerate(keys)}
         items.sort(key=lambda it: order[it['key']])
     return run_jobs(items, pair_worker, lmdbs, workers, desc)
+
+
+def unpaired_message(a, count_a, only_a, b, count_b, only_b, what='images', shown=5):
+    """One line: which entries of two paired sets have no partner, the first few on each side."""
+    def first(items):
+        return ', '.join(items[:shown]) + (f' ... ({len(items)} in all)' if len(items) > shown else '')
+    parts = []
+    if only_a:
+        parts.append(f"only in '{a}': {first(only_a)}")
+    if only_b:
+        parts.append(f"only in '{b}': {first(only_b)}")
+    counts = (f'both hold {count_a} {what} but different ones' if count_a == count_b else
+              f"'{a}' holds {count_a} {what}, '{b}' holds {count_b}")
+    return f"unpaired {what}: {counts}; {'; '.join(parts)}."

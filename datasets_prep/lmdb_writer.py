@@ -25,7 +25,8 @@ import cv2
 import lmdb
 import numpy as np
 
-from .common import PrepError, encode_png
+from .common import PrepError, encode_png, unpaired_message
+from .lmdb_check import size_problem
 
 DEFAULT_MAP_SIZE = 64 * 1024 ** 2
 PARTIAL_SUFFIX = '.partial'
@@ -195,6 +196,9 @@ def is_complete(path):
     if missing:
         raise PrepError(f"'{path}' exists but has no {' or '.join(missing)}: it was not written by a "
                         'finished run. Delete it and rerun.')
+    truncated = size_problem(path)
+    if truncated:
+        raise PrepError(truncated)
     lines = lmdb_count(path)
     env = lmdb.open(path, readonly=True, lock=False, readahead=False)
     try:
@@ -207,7 +211,7 @@ def is_complete(path):
     return True
 
 
-def verify_lmdb(path, expect_count=None, decode=True):
+def verify_lmdb(path, expect_count=None, decode=True, dataset=None):
     """Check one LMDB the way BasicSR will use it.
 
     Checks: the three files exist; every ``meta_info.txt`` line parses; every key is in
@@ -230,6 +234,9 @@ def verify_lmdb(path, expect_count=None, decode=True):
             problems.append(f"'{path}': no {need}.")
     if problems:
         return [], problems
+    truncated = size_problem(path, dataset)  # before any read: a page past the end of the file is a SIGBUS
+    if truncated:
+        return [], [truncated]
     entries, meta_problems = read_meta(path)
     problems += meta_problems
     seen = set()
@@ -274,7 +281,7 @@ def verify_lmdb(path, expect_count=None, decode=True):
     return entries, problems
 
 
-def verify_lmdb_group(paths, expect_count=None, decode=True):
+def verify_lmdb_group(paths, expect_count=None, decode=True, dataset=None):
     """Verify LMDBs that BasicSR pairs (e.g. ``[lq.lmdb, gt.lmdb]``): each one, then the pairing.
 
     Pairing: identical key sets (BasicSR raises otherwise), and the same size ratio to the first
@@ -286,7 +293,7 @@ def verify_lmdb_group(paths, expect_count=None, decode=True):
     problems = []
     shapes = []
     for path in paths:
-        entries, found = verify_lmdb(path, expect_count, decode)
+        entries, found = verify_lmdb(path, expect_count, decode, dataset)
         problems += found
         shapes.append({k: s for k, s, _ in entries})
     if len(paths) < 2 or problems:
@@ -296,8 +303,7 @@ def verify_lmdb_group(paths, expect_count=None, decode=True):
         only_a = sorted(set(first) - set(other))
         only_b = sorted(set(other) - set(first))
         if only_a or only_b:
-            problems.append(f"pair count mismatch: '{paths[0]}' has {len(first)} keys, '{path}' has {len(other)}; "
-                            f'only in the first: {only_a[:5]}, only in the second: {only_b[:5]}.')
+            problems.append(unpaired_message(paths[0], len(first), only_a, path, len(other), only_b, what='keys'))
             continue
         ratios = {}
         for key, (h, w, _) in first.items():

@@ -23,7 +23,7 @@ Degradations:
 import json
 import os
 import os.path as osp
-import tempfile
+import shutil
 
 import cv2
 import numpy as np
@@ -38,6 +38,15 @@ DEFAULT_LIKE = {'sr': 'div2k', 'deblur': 'gopro', 'denoise': 'sidd'}
 # layout -> task, for every dataset command that has a sample (``sample=(task, like)`` in its entry)
 TASK_OF = {c.sample[1]: c.sample[0] for c in COMMANDS.values() if c.sample}
 SR_LIKE = tuple(like for like, task in TASK_OF.items() if task == 'sr')
+PARTIAL_MARKER = '.SAMPLE.partial.json'  # dst is a sample still being written; SAMPLE.json replaces it when done
+
+
+def _write_json_atomic(path, data):
+    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
+    tmp = f'{path}.tmp-{os.getpid()}'
+    with open(tmp, 'w') as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
 
 
 def load_photo(name, max_side=512):
@@ -224,11 +233,13 @@ def make_sample(task, dst, like=None, crop=None, step=None, sigma=25.0, seed=0, 
     if TASK_OF.get(like) != task:
         valid = [k for k, t in TASK_OF.items() if t == task]
         raise PrepError(f"--like {like} is not a {task} dataset; choose one of {', '.join(valid)}.")
-    if osp.isdir(dst) and os.listdir(dst) and not osp.isfile(osp.join(dst, 'SAMPLE.json')):
+    done, partial = osp.join(dst, 'SAMPLE.json'), osp.join(dst, PARTIAL_MARKER)
+    markers = [p for p in (done, partial) if osp.isfile(p)]
+    if osp.isdir(dst) and os.listdir(dst) and not markers:
         # Finished outputs are skipped, so a sample written over real data would silently mix the two.
         raise PrepError(f"'{dst}' already holds data that is not a sample (no SAMPLE.json); choose another --dst.")
-    if osp.isfile(osp.join(dst, 'SAMPLE.json')):
-        with open(osp.join(dst, 'SAMPLE.json')) as f:
+    if markers:
+        with open(markers[0]) as f:
             previous = json.load(f).get('sample_of')
         if previous != like:
             raise PrepError(f"'{dst}' holds a {previous} sample; a {like} sample needs another --dst.")
@@ -236,50 +247,60 @@ def make_sample(task, dst, like=None, crop=None, step=None, sigma=25.0, seed=0, 
     test = [(n, load_photo(n, max_side)) for n in test_photos]
     parent = osp.dirname(osp.abspath(dst))
     os.makedirs(parent, exist_ok=True)
+    if not osp.isfile(done):
+        # Marks dst as an unfinished sample before anything is written into it, so that a run killed
+        # midway is resumed by the next one (finished outputs are kept, partial ones rebuilt).
+        _write_json_atomic(partial, {'sample_of': like, 'task': task})
+    # The source tree has a fixed name beside dst, so a killed run's tree is found and removed.
+    src = osp.join(parent, f'.sample_source_{osp.basename(osp.abspath(dst))}')
     from . import common
     common.QUIET_COUNTS = True
     try:
-        with tempfile.TemporaryDirectory(prefix='.sample_source_', dir=parent) as src:
-            kw = dict(train=train, test=test, frames=frames, seed=seed, sigma=sigma)
-            if like == 'div2k':
-                from .sr import prep_div2k
-                _src_div2k(src, **kw)
-                prep_div2k(src, dst, crop=crop or 288, step=step or 144, workers=workers)
-            elif like in SR_LIKE:
-                from .sr import SR_SETS, prep_srbench_set
-                name = next(n for n in SR_SETS if n.lower() == like)
-                _src_srset(src, **kw)
-                prep_srbench_set(src, dst, name, workers=workers)
-            elif like == 'gopro':
-                from .gopro import prep_gopro
-                _src_gopro(src, **kw)
-                prep_gopro(src, dst, crop=crop or 256, step=step or 128, workers=workers)
-            elif like == 'hide':
-                from .hide import prep_hide
-                _src_hide(src, **kw)
-                prep_hide(src, dst, workers=workers)
-            elif like in ('realblur_j', 'realblur_r'):
-                from .realblur import prep_realblur
-                variant = like[-1].upper()
-                _src_realblur(src, variant=variant, **kw)
-                prep_realblur(src, dst, variant, workers=workers)
-            elif like == 'reds':
-                from .reds import prep_reds
-                _src_reds(src, **kw)
-                prep_reds(src, dst, workers=workers)
-            else:
-                from .sidd import prep_sidd
-                _src_sidd(src, **kw)
-                prep_sidd(src, dst, crop=crop or 256, step=step or 128, workers=workers)
+        if osp.exists(src):
+            shutil.rmtree(src)
+        os.makedirs(src)
+        kw = dict(train=train, test=test, frames=frames, seed=seed, sigma=sigma)
+        if like == 'div2k':
+            from .sr import prep_div2k
+            _src_div2k(src, **kw)
+            prep_div2k(src, dst, crop=crop or 288, step=step or 144, workers=workers)
+        elif like in SR_LIKE:
+            from .sr import SR_SETS, prep_srbench_set
+            name = next(n for n in SR_SETS if n.lower() == like)
+            _src_srset(src, **kw)
+            prep_srbench_set(src, dst, name, workers=workers)
+        elif like == 'gopro':
+            from .gopro import prep_gopro
+            _src_gopro(src, **kw)
+            prep_gopro(src, dst, crop=crop or 256, step=step or 128, workers=workers)
+        elif like == 'hide':
+            from .hide import prep_hide
+            _src_hide(src, **kw)
+            prep_hide(src, dst, workers=workers)
+        elif like in ('realblur_j', 'realblur_r'):
+            from .realblur import prep_realblur
+            variant = like[-1].upper()
+            _src_realblur(src, variant=variant, **kw)
+            prep_realblur(src, dst, variant, workers=workers)
+        elif like == 'reds':
+            from .reds import prep_reds
+            _src_reds(src, **kw)
+            prep_reds(src, dst, workers=workers)
+        else:
+            from .sidd import prep_sidd
+            _src_sidd(src, **kw)
+            prep_sidd(src, dst, crop=crop or 256, step=step or 128, workers=workers)
     finally:
         common.QUIET_COUNTS = False
+        shutil.rmtree(src, ignore_errors=True)
     info = {'sample_of': like, 'task': task, 'train_photos': list(train_photos), 'test_photos': list(test_photos),
             'max_side': max_side, 'seed': seed, 'degradation': {
                 'sr': 'MATLAB bicubic (datasets_prep.bicubic) at x2/x3/x4',
                 'deblur': f'seeded random motion-blur kernels, {frames} frame(s) per photo' + (
                     ', JPEG quality 75' if like == 'reds' else ''),
                 'denoise': f'additive Gaussian noise, sigma {sigma} grey levels'}[task]}
-    with open(osp.join(dst, 'SAMPLE.json'), 'w') as f:
-        json.dump(info, f, indent=1)
+    _write_json_atomic(done, info)
+    if osp.isfile(partial):
+        os.remove(partial)
     note(f'sample ({task}, {like} layout) written to {dst}: a small stand-in built from scikit-image photographs, '
          'not the real dataset.')

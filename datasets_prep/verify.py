@@ -18,7 +18,7 @@ import os.path as osp
 
 import cv2
 
-from .common import MANIFEST, list_images
+from .common import MANIFEST, list_images, unpaired_message
 from .lmdb_writer import PARTIAL_SUFFIX, verify_lmdb_group
 
 
@@ -32,15 +32,14 @@ def verify_folders(root, group, decode=True):
     gts, lqs = list_images(gt_dir), set(list_images(lq_dir))
     if group.get('count') is not None and len(gts) != group['count']:
         problems.append(f"'{gt_dir}': {len(gts)} images, expected {group['count']}.")
-    if len(lqs) != len(gts):
-        problems.append(f"pair count mismatch: '{lq_dir}' has {len(lqs)} images, '{gt_dir}' has {len(gts)}.")
+    partner = {name: tmpl.format(osp.splitext(name)[0]) + osp.splitext(name)[1] for name in gts}
+    no_lq = [name for name in gts if partner[name] not in lqs]
+    no_gt = sorted(lqs - set(partner.values()))
+    if no_lq or no_gt:
+        problems.append(unpaired_message(lq_dir, len(lqs), no_gt, gt_dir, len(gts), no_lq))
     for name in gts:
-        stem, ext = osp.splitext(name)
-        lq_name = tmpl.format(stem) + ext
-        if lq_name not in lqs:
-            problems.append(f"'{gt_dir}/{name}' has no partner '{lq_dir}/{lq_name}'.")
-            continue
-        if not decode:
+        lq_name = partner[name]
+        if lq_name not in lqs or not decode:
             continue
         gt = cv2.imread(osp.join(gt_dir, name), cv2.IMREAD_COLOR)
         lq = cv2.imread(osp.join(lq_dir, lq_name), cv2.IMREAD_COLOR)
@@ -85,13 +84,14 @@ def verify_paths(paths, count=None, decode=True):
         before = len(checked)
         if osp.isfile(manifest):
             with open(manifest) as f:
-                groups = json.load(f)['groups']
+                recorded = json.load(f)
+            groups, dataset = recorded['groups'], recorded.get('dataset')
             for group in groups:
                 if group['kind'] == 'lmdb':
                     group_paths = [osp.join(root, p) for p in group['paths']]
                     covered.update(osp.abspath(p) for p in group_paths)
                     problems += verify_lmdb_group(group_paths, count if count is not None else group.get('count'),
-                                                  decode)
+                                                  decode, dataset)
                     checked.append(' + '.join(group['paths']))
                 else:
                     problems += verify_folders(root, group, decode)
@@ -102,7 +102,8 @@ def verify_paths(paths, count=None, decode=True):
                 checked.append(osp.relpath(path, root))
         if len(checked) == before:
             problems.append(f"'{root}': nothing to verify (no {MANIFEST} and no .lmdb folders).")
-    return checked, problems
+    # one HR folder is the GT of every scale's pair: a bad HR image is one problem, not one per scale
+    return checked, list(dict.fromkeys(problems))
 
 
 def run_verify(paths, count=None, no_decode=False):

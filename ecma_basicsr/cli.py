@@ -4,12 +4,13 @@
 ``--auto_resume``, ``--debug``, ``--force_yml``) and hand over to ``basicsr.train.train_pipeline``
 / ``basicsr.test.test_pipeline`` with the current directory as root, so ``experiments/``,
 ``results/`` and ``tb_logger/`` land where the user runs the command. Before handing over we
-check the option file (missing datasets, unknown network names) so errors are one clear line, and
+check the option file (missing datasets, unknown network names, arguments, numbers; see
+:mod:`ecma_basicsr.engine.options_check`) so errors are one clear line and no folder is touched, and
 install the training engine (:mod:`ecma_basicsr.engine`: exact resume, safe checkpoints, CPU/GPU
 distributed launch) for the duration of the pipeline. Other subcommands (``bench``, ``restore``, ...)
 register themselves in :data:`SUBCOMMANDS`. Any :class:`~ecma_basicsr.errors.UserError` (and a
-non-finite training loss) ends the command with one line, ``basicsr <command>: error: <message>``,
-and exit status 1.
+non-finite training loss; an unreadable dataset file, with the dataset option that holds it) ends the
+command with one line, ``basicsr <command>: error: <message>``, and exit status 1.
 """
 import argparse
 import os
@@ -33,29 +34,41 @@ def _pipeline_argv(prog, argv):
     argv = normalize_argv(argv)
     if '-h' in argv or '--help' in argv:
         sys.argv = [prog] + argv  # BasicSR's argparse prints its own flags and exits
-        return
-    check_args(argv)
+        return None
+    opt = check_args(argv, is_train=prog.endswith('train'))
     sys.argv = [prog] + argv
+    return opt
+
+
+def _run_pipeline(pipeline, opt):
+    """Run a BasicSR pipeline with the engine installed; unreadable data names its dataset option."""
+    from ecma_basicsr import engine
+    from ecma_basicsr.engine import experiment_dirs
+    from ecma_basicsr.engine.data_checks import DataReadError, with_dataset_option
+    from ecma_basicsr.errors import UserError
+
+    experiment_dirs.reset()
+    try:
+        with engine.installed():
+            pipeline(os.getcwd())
+    except BaseException as err:
+        for line in experiment_dirs.undo_archiving():  # a failed run must not take the trained model away
+            print(f'basicsr: {line}', file=sys.stderr)
+        if isinstance(err, DataReadError):
+            raise UserError(with_dataset_option(opt, err)) from None
+        raise
 
 
 def run_train(argv):
     from basicsr.train import train_pipeline
 
-    from ecma_basicsr import engine  # the package (a parent of this module) has filled the registries
-
-    _pipeline_argv('basicsr train', argv)
-    with engine.installed():
-        train_pipeline(os.getcwd())
+    _run_pipeline(train_pipeline, _pipeline_argv('basicsr train', argv))
 
 
 def run_test(argv):
     from basicsr.test import test_pipeline
 
-    from ecma_basicsr import engine
-
-    _pipeline_argv('basicsr test', argv)
-    with engine.installed():
-        test_pipeline(os.getcwd())
+    _run_pipeline(test_pipeline, _pipeline_argv('basicsr test', argv))
 
 
 def _resolve(target):

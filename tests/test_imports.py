@@ -102,16 +102,25 @@ def test_plugin_first_then_basicsr_functions_are_basicsr_s():
 
 
 def _namespace_snapshot():
+    import importlib
+
     import basicsr.test
     import basicsr.train
+    import basicsr.utils.misc
     import basicsr.utils.options
+    from basicsr.utils.file_client import FileClient, LmdbBackend
     from basicsr.utils.registry import Registry
-    return {(m.__name__, k): v for m in (basicsr.train, basicsr.test, basicsr.utils.options)
-            for k, v in vars(m).items()} | {('Registry', k): v for k, v in vars(Registry).items()}
+
+    from ecma_basicsr.engine.data_checks import IMFROMBYTES_MODULES
+    modules = [basicsr.train, basicsr.test, basicsr.utils.options, basicsr.utils.misc] + [importlib.import_module(m)
+                                                                       for m in IMFROMBYTES_MODULES]
+    return {(m.__name__, k): v for m in modules for k, v in vars(m).items()} | {
+        (cls.__name__, k): v for cls in (Registry, FileClient, LmdbBackend) for k, v in vars(cls).items()}
 
 
 def test_engine_installs_recorded_patches_and_uninstalls_them():
     from ecma_basicsr import engine
+    from ecma_basicsr.engine.data_checks import IMFROMBYTES_MODULES
     from ecma_basicsr.engine.patches import PATCHES
 
     assert not engine.is_installed(), 'nothing may be installed outside the CLI and the engine fixture'
@@ -124,7 +133,11 @@ def test_engine_installs_recorded_patches_and_uninstalls_them():
         assert changed == {('basicsr.utils.options', 'init_dist'), ('basicsr.train', 'load_resume_state'),
                            ('basicsr.train', 'create_train_val_dataloader'), ('basicsr.train', 'CPUPrefetcher'),
                            ('basicsr.train', 'CUDAPrefetcher'), ('basicsr.train', 'build_model'),
-                           ('basicsr.test', 'build_model'), ('Registry', 'get')}
+                           ('basicsr.test', 'build_model'), ('Registry', 'get'), ('LmdbBackend', '__init__'),
+                           ('FileClient', 'get'), ('basicsr.utils.misc', 'mkdir_and_rename'),
+                           ('basicsr.train', 'mkdir_and_rename'), ('basicsr.utils.options', 'ordered_yaml'),
+                           ('basicsr.utils.options', '_postprocess_yml_value')} | {
+                               (m, 'imfrombytes') for m in IMFROMBYTES_MODULES}
         for patch in PATCHES:  # each records what it replaced
             assert patch.original is before[(patch.owner().__name__, patch.name)]
         assert engine.install() == [] and _namespace_snapshot() == during, 'installing twice is installing once'

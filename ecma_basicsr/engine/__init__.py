@@ -11,6 +11,9 @@ patches of :mod:`.patches` and :func:`uninstall` removes them. Modules:
 * :mod:`.checkpoint`: weights-only loading and resume-point discovery falling back past damaged files;
 * :mod:`.safe_save`: atomic checkpoint writes;
 * :mod:`.dist`: NCCL/gloo process groups for torchrun and slurm;
-* :mod:`.options_check`: the option-file pre-flight (missing datasets, unknown types).
+* :mod:`.options_check`: the option-file pre-flight (missing datasets, unknown types, arguments and numbers);
+* :mod:`.data_checks`: truncated LMDBs and undecodable images named in one line;
+* :mod:`.experiment_dirs`: archiving of the previous run shown, and undone when the new run fails early;
+* :mod:`.yaml_values`: ``1e-4`` is a number in option files and ``--force_yml``.
 """
 from ecma_basicsr.engine.patches import install, installed, is_installed, uninstall  # noqa: F401

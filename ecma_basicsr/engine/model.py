@@ -23,7 +23,7 @@ from copy import deepcopy
 import torch
 from basicsr.utils.dist_util import master_only
 
-from ecma_basicsr.engine.checkpoint import flush_notes, safe_load, select_weights
+from ecma_basicsr.engine.checkpoint import CheckpointError, flush_notes, safe_load, select_weights
 from ecma_basicsr.engine.safe_save import atomic_save
 from ecma_basicsr.engine.train_state import (
     _dist_info,
@@ -114,7 +114,23 @@ class EngineModelMixin:
         if hasattr(net, 'map_checkpoint'):  # the authors' key layout, mapped before keys are compared
             load_net = net.map_checkpoint(load_net)
         self._print_different_keys_loading(net, load_net, strict)
-        net.load_state_dict(load_net, strict=strict)
+        try:
+            net.load_state_dict(load_net, strict=strict)
+        except RuntimeError as err:  # CheckpointMismatchError, or torch's own for other networks
+            if 'does not fit' not in str(err) and 'Error(s) in loading state_dict' not in str(err):
+                raise
+            detail, shown = [], 0
+            for line in str(err).splitlines():  # one line: each category with its first two keys
+                if line.startswith('    '):
+                    shown += 1
+                    if shown > 2 or line.strip().startswith('...'):
+                        continue
+                else:
+                    shown = 0
+                detail.append(line.strip())
+            detail = ' '.join(d for d in detail if d)
+            raise CheckpointError(f"'{load_path}' does not fit {net.__class__.__name__} as configured: {detail}") \
+                from None
 
     def validation(self, *args, **kwargs):
         """BaseModel.validation with the global RNG states put back afterwards."""

@@ -1,4 +1,4 @@
-"""Installing the training engine into BasicSR's pipelines: eight recorded, reversible patches.
+"""Installing the training engine into BasicSR's pipelines: recorded, reversible patches.
 
 ``basicsr train`` / ``basicsr test`` call :func:`installed` around ``basicsr.train.train_pipeline`` /
 ``basicsr.test.test_pipeline`` (the way HAT's ``hat/train.py`` composes BasicSR's pipeline); importing
@@ -19,11 +19,19 @@ names up in their own modules, so they are the only way in.
   :class:`~.model.EngineModelMixin` (atomic checkpoints, RNG states, weights-only loading, CPU DDP) by
   subclassing; ``ECMAModel`` already has it.
 * ``basicsr.utils.registry.Registry.get``: a miss lists the valid names.
+* ``basicsr.utils.file_client.LmdbBackend.__init__``, ``FileClient.get`` and every module's bound
+  ``imfrombytes``: a truncated LMDB or an undecodable image stops the run with one line naming the
+  file (:mod:`.data_checks`) instead of a SIGBUS or an ``AttributeError`` on ``None``.
+* ``basicsr.utils.misc.mkdir_and_rename`` / ``basicsr.train.mkdir_and_rename``: archiving the previous
+  run is shown and recorded so that a run failing before its first checkpoint can put it back
+  (:mod:`.experiment_dirs`).
+* ``basicsr.utils.options.ordered_yaml`` / ``_postprocess_yml_value``: ``1e-4`` is a number in option
+  files and ``--force_yml`` (YAML 1.2 floats, :mod:`.yaml_values`).
 """
 import contextlib
 import importlib
 
-from ecma_basicsr.engine import checkpoint, dist, model, train_state
+from ecma_basicsr.engine import checkpoint, data_checks, dist, experiment_dirs, model, train_state, yaml_values
 
 
 class Patch:
@@ -106,6 +114,19 @@ PATCHES = (
           'models with atomic checkpoints, RNG states, weights-only loading'),
     Patch('basicsr.test', 'build_model', lambda original: model.build_model, 'models with weights-only loading'),
     Patch('basicsr.utils.registry:Registry', 'get', _registry_get, 'a registry miss lists the valid names'),
+    Patch('basicsr.utils.file_client:LmdbBackend', '__init__', data_checks.lmdb_backend_init,
+          'a truncated LMDB is refused before it is memory-mapped (no SIGBUS)'),
+    Patch('basicsr.utils.file_client:FileClient', 'get', data_checks.file_client_get,
+          'remembers which file was read, for the decode error'),
+    *[Patch(module, 'imfrombytes', data_checks.imfrombytes, 'an undecodable image names its file')
+      for module in data_checks.IMFROMBYTES_MODULES],
+    *[Patch(module, 'mkdir_and_rename', experiment_dirs.mkdir_and_rename,
+            'archiving the previous run is recorded, shown and undone when the new run fails early')
+      for module in ('basicsr.utils.misc', 'basicsr.train')],
+    Patch('basicsr.utils.options', 'ordered_yaml', yaml_values.ordered_yaml,
+          'option files read 1e-4 as a number (YAML 1.2 floats)'),
+    Patch('basicsr.utils.options', '_postprocess_yml_value', yaml_values.postprocess_yml_value,
+          '--force_yml reads 1e-4 and 2.0e-4 as numbers'),
 )
 
 
