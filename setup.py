@@ -71,6 +71,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['ecma_basicsr', 'ecma_basicsr.*', 'datasets_prep', 'datasets_prep.*']),
+    py_modules=['ecma_basicsr_launcher'],  # the console script, outside the package: --help without torch
     cmdclass={'build_py': BuildPyWithImportHook, 'develop': DevelopWithImportHook},
     package_data={'ecma_basicsr': ['paper_tables.yaml']},
     install_requires=[
@@ -88,5 +89,5 @@ setup(
         'tqdm',
     ],
     extras_require={'test': ['pytest', 'ruff']},
-    entry_points={'console_scripts': ['basicsr=ecma_basicsr.cli:main']},
+    entry_points={'console_scripts': ['basicsr=ecma_basicsr_launcher:main']},
 )
