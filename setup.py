@@ -88,6 +88,11 @@ setup(
         'pyyaml',
         'tqdm',
     ],
-    extras_require={'test': ['pytest', 'ruff']},
+    extras_require={
+        # basicsr export (ONNX through torch.export, checked with onnxruntime on the CPU)
+        'deploy': ['onnx', 'onnxscript', 'onnxruntime'],
+        # the tests run the ONNX export round-trip too, so CI needs the deploy packages
+        'test': ['pytest', 'ruff', 'onnx', 'onnxscript', 'onnxruntime'],
+    },
     entry_points={'console_scripts': ['basicsr=ecma_basicsr_launcher:main']},
 )

@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     'test': ('test a network from an option file (BasicSR flags)', 'ecma_basicsr.cli:run_test'),
     'bench': ('compare networks: params, MACs, latency, memory, PSNR/SSIM', 'ecma_basicsr.bench.cli:main'),
     'restore': ('restore images with a trained network', 'ecma_basicsr.restore:main'),
+    'export': ('export a network to ONNX (dynamic size) and check it with onnxruntime', 'ecma_basicsr.export:main'),
     'report': ("the paper's Tables 1-10 beside our test logs and bench runs", 'ecma_basicsr.report:main'),
 }
 
