@@ -252,8 +252,19 @@ def main(argv=None):
         tbar = tqdm(total=n_tiles, unit='tile', leave=False, disable=args.quiet or n_tiles == 1 or None,
                     file=sys.stderr, dynamic_ncols=True)
         start = time.perf_counter()
-        with torch.inference_mode(), autocast:
-            out = tiled_forward(net, x, spec.scale, tile, args.tile_overlap, args.batch, tbar.update)
+        try:
+            with torch.inference_mode(), autocast:
+                out = tiled_forward(net, x, spec.scale, tile, args.tile_overlap, args.batch, tbar.update)
+        except (MemoryError, RuntimeError) as err:
+            if not isinstance(err, MemoryError) and 'out of memory' not in str(err).lower():
+                raise
+            tbar.close()
+            how = f'tile {tile}' if tile else 'the whole image'
+            for item in batch_items:
+                failed.append((item['path'], f'out of memory with {how} ({h}x{w}); give a smaller --tile '
+                                             'or --max-memory'))
+                bar.update(1)
+            return
         tbar.close()
         ms = (time.perf_counter() - start) * 1000 / len(batch_items)
         k = 0

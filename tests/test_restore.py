@@ -112,3 +112,25 @@ def test_restore_clear_errors_for_device_output_and_options(tmp_path):
         assert res.returncode == 1 and 'no CUDA GPU' in res.stderr and 'Traceback' not in res.stderr
     res = run_cli(['restore', '--help'], cwd=tmp_path)
     assert res.returncode == 0 and 'ARCH:key=value' in res.stdout and 'ECMA-T@' in res.stdout
+
+
+def test_out_of_memory_is_reported_per_image_and_the_rest_completes(tmp_path, monkeypatch, capsys):
+    import ecma_basicsr.tiling as tiling
+    from ecma_basicsr.restore import main
+    _save_tiny(tmp_path / 'w.pth')
+    (tmp_path / 'in').mkdir()
+    cv2.imwrite(str(tmp_path / 'in' / 'big.png'), np.zeros((24, 24, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / 'in' / 'small.png'), np.zeros((8, 8, 3), np.uint8))
+    real = tiling.tiled_forward
+
+    def fake(net, x, *args, **kwargs):
+        if x.shape[-1] == 24:
+            raise RuntimeError('CPU out of memory: tried to allocate 9 GB')
+        return real(net, x, *args, **kwargs)
+
+    monkeypatch.setattr(tiling, 'tiled_forward', fake)
+    code = main([f'{TINY}@{tmp_path / "w.pth"}', '--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'o'),
+                 '--tile', '0', '--quiet'])
+    err = capsys.readouterr().err
+    assert code == 1 and 'big.png: out of memory with the whole image (24x24)' in err and '--tile' in err
+    assert (tmp_path / 'o' / 'small.png').exists() and not (tmp_path / 'o' / 'big.png').exists()
