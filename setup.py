@@ -71,6 +71,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['ecma_basicsr', 'ecma_basicsr.*', 'datasets_prep', 'datasets_prep.*']),
+    py_modules=['ecma_basicsr_launcher'],  # the console script, outside the package: --help without torch
     cmdclass={'build_py': BuildPyWithImportHook, 'develop': DevelopWithImportHook},
     package_data={'ecma_basicsr': ['paper_tables.yaml']},
     install_requires=[
@@ -87,6 +88,11 @@ setup(
         'pyyaml',
         'tqdm',
     ],
-    extras_require={'test': ['pytest', 'ruff']},
-    entry_points={'console_scripts': ['basicsr=ecma_basicsr.cli:main']},
+    extras_require={
+        # basicsr export (ONNX through torch.export, checked with onnxruntime on the CPU)
+        'deploy': ['onnx', 'onnxscript', 'onnxruntime'],
+        # the tests run the ONNX export round-trip too, so CI needs the deploy packages
+        'test': ['pytest', 'ruff', 'onnx', 'onnxscript', 'onnxruntime'],
+    },
+    entry_points={'console_scripts': ['basicsr=ecma_basicsr_launcher:main']},
 )

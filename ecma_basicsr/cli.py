@@ -22,6 +22,8 @@ SUBCOMMANDS = {
     'test': ('test a network from an option file (BasicSR flags)', 'ecma_basicsr.cli:run_test'),
     'bench': ('compare networks: params, MACs, latency, memory, PSNR/SSIM', 'ecma_basicsr.bench.cli:main'),
     'restore': ('restore images with a trained network', 'ecma_basicsr.restore:main'),
+    'export': ('export a network to ONNX (dynamic size) and check it with onnxruntime', 'ecma_basicsr.export:main'),
+    'kernels': ("cluster ECMA's dynamic kernels W-bar on an image (the paper's Fig. 5)", 'ecma_basicsr.kernels:main'),
     'report': ("the paper's Tables 1-10 beside our test logs and bench runs", 'ecma_basicsr.report:main'),
 }
 
@@ -59,13 +61,38 @@ def _run_pipeline(pipeline, opt):
         raise
 
 
+PIPELINE_FLAGS = (  # basicsr.utils.options.parse_options of basicsr 1.4.2, shown without importing it
+    (('-opt',), dict(required=True, help='path to the option YAML file')),
+    (('--launcher',), dict(choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')),
+    (('--auto_resume',), dict(action='store_true', help='resume from the latest state in experiments/NAME')),
+    (('--debug',), dict(action='store_true', help='debug mode (BasicSR: frequent logging and validation)')),
+    (('--local_rank',), dict(type=int, default=0, help='set by the distributed launcher')),
+    (('--force_yml',), dict(nargs='+', default=None, help='override option keys, e.g. train:ema_decay=0.999')),
+)
+
+
+def _pipeline_help(prog, argv):
+    """``-h`` of train/test: BasicSR's flags, printed without importing torch or basicsr; True if shown."""
+    if '-h' not in argv and '--help' not in argv:
+        return False
+    parser = argparse.ArgumentParser(prog=prog, description=SUBCOMMANDS[prog.split()[-1]][0] + '.')
+    for names, kwargs in PIPELINE_FLAGS:
+        parser.add_argument(*names, **kwargs)
+    parser.print_help()
+    return True
+
+
 def run_train(argv):
+    if _pipeline_help('basicsr train', argv):
+        return 0
     from basicsr.train import train_pipeline
 
     _run_pipeline(train_pipeline, _pipeline_argv('basicsr train', argv))
 
 
 def run_test(argv):
+    if _pipeline_help('basicsr test', argv):
+        return 0
     from basicsr.test import test_pipeline
 
     _run_pipeline(test_pipeline, _pipeline_argv('basicsr test', argv))
@@ -97,6 +124,9 @@ def main(argv=None):
         parser.parse_args(argv)  # handles -h / --help
         parser.print_help()
         return 2
+    if '-h' not in argv[1:] and '--help' not in argv[1:]:
+        import ecma_basicsr
+        ecma_basicsr.register()  # deferred by the console script (ecma_basicsr_launcher) so --help stays fast
     try:
         result = _resolve(SUBCOMMANDS[argv[0]][1])(argv[1:])
     except (UserError, FloatingPointError) as err:

@@ -2,7 +2,7 @@
 import cv2
 import numpy as np
 import torch
-from helpers import run_cli
+from helpers import run_cli, smooth_image
 
 from ecma_basicsr.archs.ecma_arch import ECMASR
 
@@ -38,3 +38,99 @@ def test_restore_errors_are_clear(tmp_path):
     res = run_cli(['restore', f'{TINY}@{tmp_path / "x4.pth"}', '--input', str(tmp_path / 'in'),
                    '--output', str(tmp_path / 'o')], cwd=tmp_path)
     assert res.returncode == 1 and 'upscale=4' in res.stderr
+
+
+def _save_tiny(path, seed=0):
+    torch.manual_seed(seed)
+    net = ECMASR(2, width=8, enc_blocks=(1, 1), kernels=(8, 4))
+    torch.save({'params': net.state_dict()}, path)
+    return net.eval()
+
+
+def test_restore_keeps_depth_channels_alpha_orientation_and_survives_bad_files(tmp_path):
+    from PIL import Image
+    net = _save_tiny(tmp_path / 'w.pth')
+    d = tmp_path / 'in'
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    g16 = rng.integers(0, 65536, (10, 12), dtype=np.uint16)
+    cv2.imwrite(str(d / 'g16.png'), g16)
+    rgba = rng.integers(0, 256, (9, 11, 4), dtype=np.uint8)
+    cv2.imwrite(str(d / 'rgba.png'), rgba)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display: stored 8x12 shows as 12x8
+    Image.fromarray(rng.integers(0, 256, (8, 12, 3), dtype=np.uint8)).save(d / 'rot.jpg', exif=exif.tobytes())
+    cv2.imwrite(str(d / 'x.png'), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    cv2.imwrite(str(d / 'x.jpg'), rng.integers(0, 256, (6, 6, 3), dtype=np.uint8))
+    (d / 'bad.png').write_bytes(b'\x89PNG\r\n\x1a\n not really')
+    out = tmp_path / 'out'
+    res = run_cli(['restore', f'{TINY}@{tmp_path / "w.pth"}', '--input', str(d), '--output', str(out),
+                   '--quiet'], cwd=tmp_path)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert 'bad.png' in res.stderr and 'restored 5 of 6 images' in res.stderr
+    g = cv2.imread(str(out / 'g16.png'), cv2.IMREAD_UNCHANGED)
+    assert g.dtype == np.uint16 and g.shape == (20, 24)
+    x = torch.from_numpy(np.repeat(g16[None, None].astype(np.float32) / 65535, 3, axis=1))
+    with torch.no_grad():
+        y = net(x).clamp(0, 1)[0].numpy()
+    ref = np.round((y[0] * 0.299 + y[1] * 0.587 + y[2] * 0.114) * 65535)
+    assert np.abs(ref - g).max() <= 2 and len(np.unique(g % 257)) > 1  # 16-bit detail, not 8-bit scaled
+    a = cv2.imread(str(out / 'rgba.png'), cv2.IMREAD_UNCHANGED)
+    assert a.shape == (18, 22, 4)
+    assert np.array_equal(a[..., 3], cv2.resize(rgba[..., 3], (22, 18), interpolation=cv2.INTER_CUBIC))
+    assert cv2.imread(str(out / 'rot.png')).shape == (24, 16, 3)
+    assert cv2.imread(str(out / 'x_png.png')).shape == (16, 16, 3)
+    assert cv2.imread(str(out / 'x_jpg.png')).shape == (12, 12, 3)
+    assert sorted(p.name for p in out.iterdir()) == ['g16.png', 'rgba.png', 'rot.png', 'x_jpg.png', 'x_png.png']
+
+
+def test_restore_tiled_output_matches_whole(tmp_path):
+    _save_tiny(tmp_path / 'w.pth')
+    cv2.imwrite(str(tmp_path / 'a.png'), smooth_image(np.random.default_rng(2), 70, 90))
+    outs = []
+    for tile in ('0', '32'):
+        res = run_cli(['restore', f'{TINY}@{tmp_path / "w.pth"}', '--input', str(tmp_path / 'a.png'),
+                       '--output', str(tmp_path / tile), '--tile', tile, '--tile-overlap', '16', '--batch', '2'],
+                      cwd=tmp_path)
+        assert res.returncode == 0, res.stderr[-2000:]
+        outs.append(cv2.imread(str(tmp_path / tile / 'a.png')).astype(np.float64))
+    assert 'tiles 32/16 (20)' in res.stdout
+    mse = np.mean((outs[0] - outs[1]) ** 2)
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) > 40
+
+
+def test_restore_clear_errors_for_device_output_and_options(tmp_path):
+    _save_tiny(tmp_path / 'w.pth')
+    cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((8, 8, 3), np.uint8))
+    base = ['restore', f'{TINY}@{tmp_path / "w.pth"}', '--input', str(tmp_path / 'a.png')]
+    res = run_cli(base + ['--output', str(tmp_path / 'a.png')], cwd=tmp_path)
+    assert res.returncode == 1 and 'is a file' in res.stderr and 'Traceback' not in res.stderr
+    res = run_cli(base + ['--output', str(tmp_path / 'o'), '--tile', '16', '--tile-overlap', '16'], cwd=tmp_path)
+    assert res.returncode == 1 and 'must be smaller than --tile' in res.stderr
+    if not torch.cuda.is_available():
+        res = run_cli(base + ['--output', str(tmp_path / 'o'), '--device', 'cuda'], cwd=tmp_path)
+        assert res.returncode == 1 and 'no CUDA GPU' in res.stderr and 'Traceback' not in res.stderr
+    res = run_cli(['restore', '--help'], cwd=tmp_path)
+    assert res.returncode == 0 and 'ARCH:key=value' in res.stdout and 'ECMA-T@' in res.stdout
+
+
+def test_out_of_memory_is_reported_per_image_and_the_rest_completes(tmp_path, monkeypatch, capsys):
+    import ecma_basicsr.tiling as tiling
+    from ecma_basicsr.restore import main
+    _save_tiny(tmp_path / 'w.pth')
+    (tmp_path / 'in').mkdir()
+    cv2.imwrite(str(tmp_path / 'in' / 'big.png'), np.zeros((24, 24, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / 'in' / 'small.png'), np.zeros((8, 8, 3), np.uint8))
+    real = tiling.tiled_forward
+
+    def fake(net, x, *args, **kwargs):
+        if x.shape[-1] == 24:
+            raise RuntimeError('CPU out of memory: tried to allocate 9 GB')
+        return real(net, x, *args, **kwargs)
+
+    monkeypatch.setattr(tiling, 'tiled_forward', fake)
+    code = main([f'{TINY}@{tmp_path / "w.pth"}', '--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'o'),
+                 '--tile', '0', '--quiet'])
+    err = capsys.readouterr().err
+    assert code == 1 and 'big.png: out of memory with the whole image (24x24)' in err and '--tile' in err
+    assert (tmp_path / 'o' / 'small.png').exists() and not (tmp_path / 'o' / 'big.png').exists()

@@ -1,0 +1,154 @@
+"""Tiled inference: run a network over an image in overlapping tiles and blend them without seams.
+
+Used by ``basicsr restore`` for photos whose whole-image forward does not fit in memory. The image is cut
+into tiles of ``tile`` x ``tile`` input pixels that overlap by ``overlap`` pixels; each tile's output is
+weighted by a ramp that rises linearly across the overlap on every side that borders another tile
+(weight 1 on the image border), and the weighted outputs are summed and divided by the summed weights,
+so neighbouring tiles fade into each other instead of meeting at a hard edge.
+
+A tile is exact where its receptive field stays inside the tile. ECMA's cascaded large kernels (Eq. 4-5,
+k_1 up to 64 at the first level, 4x further at the deepest U-Net level) and its GroupNorm (statistics over
+the whole input) see far beyond any practical overlap, so a tiled ECMA output is close to, not equal to,
+the whole-image one; the README gives the measured PSNR gap per overlap.
+
+``auto_tile`` picks the largest tile whose forward fits a memory budget, from the peak memory of two
+small probe forwards (a linear fit of bytes against pixels: the networks here have activations that
+grow with the pixel count and no global attention).
+"""
+import math
+
+import torch
+
+# probe inputs (square side in input pixels) for the memory model of ``auto_tile``
+PROBE_SIDES = (96, 192)
+SAFETY = 1.5  # head-room: ECMA-T measured 1.3x the fitted model at 384-512 px (allocator, FFT plans)
+MIN_TILE = 64
+
+
+def tile_starts(length, tile, overlap):
+    """Start offsets of tiles of ``tile`` along ``length`` that overlap by at least ``overlap``."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    if stride <= 0:
+        raise ValueError(f'tile overlap ({overlap}) must be smaller than the tile ({tile}).')
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def ramp(length, left, right, overlap):
+    """1-D blend weight of one tile: rises over ``overlap`` at a side that borders another tile."""
+    w = torch.ones(length)
+    if overlap > 0:
+        n = min(overlap, length)
+        up = torch.arange(1, n + 1, dtype=torch.float32) / (n + 1)
+        if left:
+            w[:n] = torch.minimum(w[:n], up)
+        if right:
+            w[-n:] = torch.minimum(w[-n:], up.flip(0))
+    return w
+
+
+def tiles_of(h, w, tile, overlap):
+    """``[(top, left, height, width)]`` input windows covering an ``h`` x ``w`` image."""
+    th, tw = min(tile, h), min(tile, w)
+    return [(y, x, th, tw) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
+
+
+def tiled_forward(net, x, scale, tile, overlap, batch=1, progress=None):
+    """``net(x)`` computed tile by tile (``x``: N x C x H x W; N is usually 1).
+
+    Args:
+        net (nn.Module): Image-to-image network, output ``scale`` times the input size.
+        x (Tensor): Input batch.
+        scale (int): Output / input size ratio.
+        tile (int): Tile side in input pixels (0 or >= the image: one whole-image forward).
+        overlap (int): Overlap of neighbouring tiles in input pixels.
+        batch (int): Tiles per forward (tiles of one image have equal sizes, so they stack).
+        progress (callable | None): Called with the number of tiles done after each forward.
+
+    Returns:
+        Tensor: N x C' x sH x sW on ``x``'s device, float32.
+    """
+    n, _, h, w = x.shape
+    if not tile or (tile >= h and tile >= w):
+        out = net(x).float()
+        if progress:
+            progress(1)
+        return out
+    windows = tiles_of(h, w, tile, overlap)
+    out = weight = None
+    for i in range(0, len(windows), batch):
+        group = windows[i:i + batch]
+        crops = torch.cat([x[:, :, y:y + th, xx:xx + tw] for y, xx, th, tw in group])
+        res = net(crops).float()
+        if out is None:
+            out = torch.zeros(n, res.shape[1], h * scale, w * scale, device=x.device)
+            weight = torch.zeros(1, 1, h * scale, w * scale, device=x.device)
+        for j, (y, xx, th, tw) in enumerate(group):
+            wy = ramp(th * scale, y > 0, y + th < h, overlap * scale)
+            wx = ramp(tw * scale, xx > 0, xx + tw < w, overlap * scale)
+            wt = (wy[:, None] * wx[None, :]).to(x.device)
+            ys, xs = slice(y * scale, (y + th) * scale), slice(xx * scale, (xx + tw) * scale)
+            out[:, :, ys, xs] += res[j * n:(j + 1) * n] * wt
+            weight[:, :, ys, xs] += wt
+        if progress:
+            progress(len(group))
+    return out.div_(weight)
+
+
+def count_tiles(h, w, tile, overlap):
+    if not tile or (tile >= h and tile >= w):
+        return 1
+    return len(tiles_of(h, w, tile, overlap))
+
+
+def memory_model(net, in_ch, device='cpu', sides=PROBE_SIDES):
+    """``(fixed_bytes, bytes_per_input_pixel)`` of one forward, fitted to two probe forwards."""
+    from ecma_basicsr.bench.measure import PeakMemory
+
+    peaks = []
+    for side in sides:
+        _return_freed_memory(device)  # memory freed earlier but kept by the allocator would hide the probe's need
+        x = torch.rand(1, in_ch, side, side, device=device)
+        with torch.inference_mode(), PeakMemory(device) as pm:
+            net(x)
+        peaks.append(pm.peak_bytes)
+        del x
+    (s0, s1), (p0, p1) = sides, peaks
+    per_px = max((p1 - p0) / (s1 * s1 - s0 * s0), p1 / (s1 * s1) / 2, 1.0)
+    return max(p1 - per_px * s1 * s1, 0.0), per_px
+
+
+def _return_freed_memory(device):
+    """Give freed heap memory back to the OS (glibc ``malloc_trim``) so the probe's resident peak is its own."""
+    if str(device).startswith('cuda'):
+        torch.cuda.empty_cache()
+        return
+    try:
+        import ctypes
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the fitted model may be low, SAFETY covers part of it
+        pass
+
+
+def auto_tile(h, w, budget_bytes, model, multiple=8):
+    """The tile side (input pixels) whose forward fits ``budget_bytes``; 0 when the whole image fits."""
+    fixed, per_px = model
+    usable = budget_bytes / SAFETY - fixed
+    if usable >= per_px * h * w:
+        return 0
+    side = int(math.sqrt(max(usable, 0) / per_px)) // multiple * multiple
+    return max(side, MIN_TILE)
+
+
+def parse_bytes(text):
+    """``'8G'``, ``'512M'``, ``'2.5GB'`` or a number of bytes -> bytes."""
+    t = str(text).strip().upper().rstrip('B').rstrip('I')
+    units = {'K': 2**10, 'M': 2**20, 'G': 2**30, 'T': 2**40}
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(float(t))
+    except ValueError:
+        raise ValueError(f"'{text}' is not a memory size; write e.g. 8G, 512M or a number of bytes.") from None
