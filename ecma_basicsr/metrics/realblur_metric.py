@@ -148,15 +148,19 @@ def _check_options(kwargs):
         raise ValueError(f"RealBlur metric: unknown option(s) {', '.join(sorted(kwargs))}; valid: input_order.")
 
 
+def _prepared(img, img2, input_order, kwargs):
+    """The option check, then (aligned output, ground truth, valid mask) as both metrics score them."""
+    _check_options(kwargs)
+    return _aligned_pair(img, img2, input_order)[:3]
+
+
 @METRIC_REGISTRY.register()
 def calculate_realblur_psnr(img, img2, input_order='HWC', **kwargs):
     """RealBlur PSNR (dB) of ``img`` (restored) against ``img2`` (ground truth), BGR in [0, 255].
 
     Intensity matching and ECC homography alignment first; see the module docstring.
     """
-    _check_options(kwargs)
-    aligned, gt, mask, _ = _aligned_pair(img, img2, input_order)
-    return masked_psnr(aligned, gt, mask)
+    return masked_psnr(*_prepared(img, img2, input_order, kwargs))
 
 
 @METRIC_REGISTRY.register()
@@ -165,6 +169,4 @@ def calculate_realblur_ssim(img, img2, input_order='HWC', **kwargs):
 
     Intensity matching and ECC homography alignment first; see the module docstring.
     """
-    _check_options(kwargs)
-    aligned, gt, mask, _ = _aligned_pair(img, img2, input_order)
-    return masked_ssim(aligned, gt, mask)
+    return masked_ssim(*_prepared(img, img2, input_order, kwargs))
