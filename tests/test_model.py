@@ -142,3 +142,17 @@ def test_channel_check_names_each_networks_own_argument(tmp_path, network):
     assert channels == 3 and arg in ('img_channel', 'in_nc', 'in_channels', 'num_in_ch')
     with pytest.raises(ValueError, match=rf'image a\.png has 1 channels but network_g takes {arg}=3'):
         model.feed_data({'lq': torch.rand(1, 1, 8, 8), 'lq_path': ['a.png']})
+
+
+def test_validation_results_are_appended_to_metrics_jsonl(tmp_path):
+    from ecma_basicsr.engine.model import read_metric_history
+    opt = model_opt(tmp_path)
+    opt['path']['experiments_root'] = str(tmp_path)
+    model = build_model(opt)
+    for it, psnr in ((10, 20.5), (20, 21.25), (20, 21.5)):  # a resumed run repeats iteration 20: the later wins
+        model.metric_results = {'psnr': psnr, 'ssim': 0.5}
+        model._log_validation_metric_values(it, 'Val', None)
+    assert read_metric_history(str(tmp_path)) == [
+        {'iter': 10, 'dataset': 'Val', 'psnr': 20.5, 'ssim': 0.5},
+        {'iter': 20, 'dataset': 'Val', 'psnr': 21.5, 'ssim': 0.5}]
+    assert read_metric_history(str(tmp_path / 'absent')) == []

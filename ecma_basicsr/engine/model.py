@@ -10,13 +10,17 @@ model subclass:
 * ``resume_training`` restores them (and calls the model's ``load_extra_training_state(state)``);
 * ``load_network`` is weights-only with clear errors (:func:`~ecma_basicsr.engine.checkpoint.safe_load`);
 * ``validation`` runs with the RNG states preserved, so validating consumes nothing and a resumed
-  run stays on the uninterrupted run's RNG streams;
+  run stays on the uninterrupted run's RNG streams; every validation result is also appended, one JSON
+  object per line (``{"iter": N, "dataset": NAME, "psnr": ...}``), to ``metrics.jsonl`` in the
+  experiment folder (``results/<name>/`` for ``basicsr test``), the machine-readable history that
+  BasicSR otherwise keeps only in its text log and TensorBoard (read it with :func:`read_metric_history`);
 * ``model_to_device`` builds DDP without ``device_ids`` on CPU (gloo).
 
 :class:`~ecma_basicsr.models.ecma_model.ECMAModel` inherits it. For any other BasicSR model
 (``model_type: SRModel`` ...), :func:`build_model` (installed into ``basicsr.train`` / ``basicsr.test`` by
 :mod:`.patches`) builds the registered class with the mixin in front (:func:`engine_model_class`).
 """
+import json
 import os
 from copy import deepcopy
 
@@ -32,6 +36,26 @@ from ecma_basicsr.engine.train_state import (
     preserved_rng,
     resume_data_position,
 )
+
+
+METRIC_HISTORY = 'metrics.jsonl'
+
+
+def read_metric_history(folder):
+    """The validations logged in ``folder/metrics.jsonl``: a list of dicts in the order they ran.
+
+    A resumed run repeats the iterations after its checkpoint; the later entry of an iteration wins.
+    """
+    path = os.path.join(folder, METRIC_HISTORY)
+    if not os.path.isfile(path):
+        return []
+    entries = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                entry = json.loads(line)
+                entries[(entry['iter'], entry['dataset'])] = entry
+    return sorted(entries.values(), key=lambda e: e['iter'])
 
 
 class EngineModelMixin:
@@ -136,6 +160,22 @@ class EngineModelMixin:
         """BaseModel.validation with the global RNG states put back afterwards."""
         with preserved_rng():
             return super().validation(*args, **kwargs)
+
+    def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
+        """The model's own logging of a validation, plus one line in ``metrics.jsonl`` (module docstring)."""
+        super()._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+        self._append_metric_history(current_iter, dataset_name)
+
+    @master_only
+    def _append_metric_history(self, current_iter, dataset_name):
+        paths = self.opt['path']
+        root = paths.get('experiments_root') if self.opt.get('is_train') else paths.get('results_root')
+        if not root:
+            return
+        entry = {'iter': current_iter, 'dataset': dataset_name}
+        entry.update({k: float(v) for k, v in self.metric_results.items()})
+        with open(os.path.join(root, METRIC_HISTORY), 'a') as f:
+            f.write(json.dumps(entry) + '\n')
 
     def model_to_device(self, net):
         """BaseModel.model_to_device; DDP gets ``device_ids`` only on a GPU (gloo runs on CPU)."""
