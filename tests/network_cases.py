@@ -41,6 +41,8 @@ TINY += [
     Case('NAFNet', dict(width=8, enc_blk_nums=[1, 1], middle_blk_num=1, dec_blk_nums=[1, 1])),
     Case('NAFNet', dict(width=8, enc_blk_nums=[1, 1], middle_blk_num=1, dec_blk_nums=[1, 1], tlc=True, train_size=16)),
     Case('NAFNetLocal', dict(width=8, enc_blk_nums=[1], middle_blk_num=1, dec_blk_nums=[1], train_size=(1, 3, 8, 8))),
+    Case('NAFNetSR', dict(up_scale=2, width=8, num_blks=2), scale=2),
+    Case('NAFNetSR', dict(up_scale=4, width=8, num_blks=2, drop_path_rate=0.1), scale=4),
     Case('IMDN', dict(nf=16, num_modules=2, upscale=3), scale=3),
     Case('IMDN', dict(nf=16, num_modules=2, upscale=4), scale=4),
     Case('GRL', dict(upscale=1, local_connection=True, **_GRL_TINY)),

@@ -1,4 +1,4 @@
-"""NAFNet: TLC's local statistics, presets, authors' key names, option files.
+"""NAFNet: TLC's local statistics, presets, authors' key names, option files; NAFNetSR (single-image NAFSSR).
 
 The generic contract (odd sizes, backward, published parameter counts) is in test_archs.py.
 """
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from ecma_basicsr.archs.nafnet_arch import PRESETS, LocalAvgPool2d, NAFBlock, NAFNet, NAFNetLocal, tlc_windows
+from ecma_basicsr.archs.nafnet_arch import PRESETS, LocalAvgPool2d, NAFBlock, NAFNet, NAFNetLocal, NAFNetSR, tlc_windows
 from ecma_basicsr.archs.state_dict_check import CheckpointMismatchError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -208,3 +208,109 @@ def test_the_authors_network_g_sections_build_the_published_networks():
             net = build_network(dict(net_opt))
         assert sum(p.numel() for p in net.parameters()) == pytest.approx(PRESETS[preset].params, rel=5e-4)
         assert net.tlc == tlc and net.train_size == 256  # their default train_size (1, 3, 256, 256)
+
+
+# --- NAFNetSR: NAFSSR without SCAM ---
+SR_SMALL = dict(width=8, num_blks=2)
+
+
+def _bilinear(x, s):
+    return F.interpolate(x, scale_factor=s, mode='bilinear', align_corners=False)
+
+
+def test_nafnetsr_with_a_zero_upsampler_returns_the_bilinear_input():
+    torch.manual_seed(0)
+    net = _randomise(NAFNetSR(up_scale=3, **SR_SMALL))
+    torch.nn.init.zeros_(net.up[0].weight)
+    torch.nn.init.zeros_(net.up[0].bias)
+    x = torch.rand(2, 3, 7, 5)
+    with torch.no_grad():
+        y = net(x)
+    assert torch.allclose(y, _bilinear(x, 3), atol=1e-6)
+    # the skip really is bilinear without corner alignment, not bicubic or align_corners=True
+    assert not torch.allclose(y, F.interpolate(x, scale_factor=3, mode='bicubic', align_corners=False), atol=1e-3)
+    assert not torch.allclose(y, F.interpolate(x, scale_factor=3, mode='bilinear', align_corners=True), atol=1e-3)
+
+
+def test_nafnetsr_is_upsampler_of_body_of_intro_plus_the_bilinear_input():
+    torch.manual_seed(0)
+    net = _randomise(NAFNetSR(up_scale=2, **SR_SMALL))
+    x = torch.rand(1, 3, 9, 6)
+    with torch.no_grad():
+        feat = net.intro(x)
+        for blk in net.body:
+            feat = blk(feat)
+        expected = F.pixel_shuffle(F.conv2d(feat, net.up[0].weight, net.up[0].bias, padding=1), 2) + _bilinear(x, 2)
+        y = net(x)
+    assert net.upscale == net.up_scale == 2 and net.up[0].out_channels == 3 * 2 ** 2
+    assert torch.allclose(y, expected, atol=1e-6)
+    assert not torch.allclose(y, _bilinear(x, 2), atol=1e-3)
+
+
+@pytest.mark.parametrize('up_scale', [2, 3, 4])
+def test_nafnetsr_output_shape_on_odd_sizes(up_scale):
+    net = NAFNetSR(up_scale=up_scale, img_channel=1, **SR_SMALL).eval()
+    for h, w in [(1, 1), (7, 13), (10, 3)]:
+        with torch.no_grad():
+            assert net(torch.rand(2, 1, h, w)).shape == (2, 1, h * up_scale, w * up_scale)
+
+
+def test_nafnetsr_stochastic_depth_skips_or_rescales_whole_blocks_in_training_only():
+    torch.manual_seed(0)
+    net = _randomise(NAFNetSR(up_scale=2, width=8, num_blks=1, drop_path_rate=0.5))
+    x = torch.rand(1, 3, 6, 6)
+    with torch.no_grad():
+        feat = net.intro(x)
+        head = lambda f: net.up(f) + _bilinear(x, 2)  # noqa: E731
+        kept, dropped = head(feat + (net.body[0](feat) - feat) / 0.5), head(feat)
+        plain = head(net.body[0](feat))
+        assert torch.allclose(net.eval()(x), plain, atol=1e-6)  # eval: every block, unscaled
+        net.train()
+        outcomes = []
+        for seed in range(12):
+            torch.manual_seed(seed)
+            y = net(x)
+            outcomes.append('kept' if torch.allclose(y, kept, atol=1e-5) else
+                            'dropped' if torch.allclose(y, dropped, atol=1e-6) else 'other')
+    assert 'other' not in outcomes and {'kept', 'dropped'} <= set(outcomes), outcomes
+
+
+def test_nafnetsr_loads_the_authors_key_layout_and_names_stereo_checkpoints():
+    torch.manual_seed(0)
+    src = _randomise(NAFNetSR(up_scale=2, **SR_SMALL))
+    keys = set(src.state_dict())
+    assert {'intro.weight', 'body.1.sca.1.weight', 'body.0.beta', 'up.0.weight'} <= keys
+    theirs = {k.replace('body.0.', 'body.0.module.blk.').replace('body.1.', 'body.1.module.blk.'): v
+              for k, v in src.state_dict().items()}
+    dst = NAFNetSR(up_scale=2, **SR_SMALL)
+    dst.load_state_dict(theirs)
+    x = torch.rand(1, 3, 5, 5)
+    with torch.no_grad():
+        assert torch.equal(dst.eval()(x), src(x))
+    stereo = dict(theirs, **{'body.0.module.fusion.beta': torch.zeros(1, 8, 1, 1)})
+    with pytest.raises(CheckpointMismatchError, match='stereo NAFSSR model'):
+        dst.load_state_dict(stereo)
+    with pytest.raises(CheckpointMismatchError, match='up_scale=2, width=8, num_blks=2'):
+        NAFNetSR(up_scale=4, **SR_SMALL).load_state_dict(src.state_dict())
+
+
+def test_nafnetsr_rejects_bad_arguments():
+    with pytest.raises(ValueError, match='up_scale must be a positive integer'):
+        NAFNetSR(up_scale=0)
+    with pytest.raises(ValueError, match=r'drop_path_rate must be in \[0, 1\)'):
+        NAFNetSR(drop_path_rate=1.0)
+
+
+def test_nafnetsr_macs_are_counted_and_its_scale_inferred():
+    from ecma_basicsr.analysis.flops import analyze_macs
+    from ecma_basicsr.bench.networks import infer_scale
+
+    w, h = 8, 16
+    result = analyze_macs(NAFNetSR(up_scale=2, width=w, num_blks=2), (1, 3, h, h))
+    # per pixel: intro 3x3; per block conv1 (w->2w), depthwise 3x3 on 2w, conv3, conv4 (w->2w), conv5;
+    # SCA's 1x1 conv runs on the pooled 1x1 map; upsampler 3x3 w->3*2^2
+    block = (2 * w * w + 2 * w * 9 + w * w + 2 * w * w + w * w) * h * h + w * w
+    convs = 3 * w * 9 * h * h + 2 * block + w * 12 * 9 * h * h
+    assert result.by_operator['conv'] == convs
+    assert result.by_operator['upsample_bilinear2d'] > 0 and result.fft == 0
+    assert infer_scale('NAFNetSR', {}) == 4 and infer_scale('NAFNetSR', {'up_scale': 2}) == 2

@@ -18,6 +18,11 @@ LayerNorm, GELU, channel attention) and then removes the nonlinear activations f
   average pool in SCA is replaced by an average over a local window as large as 1.5x the training
   patch (scaled to each U-Net level), so full-resolution test images see the same statistics
   range as the 256 x 256 training crops.
+* ``NAFNetSR``: single-image super-resolution from NAFNet blocks (Chu, Chen and Yu, "NAFSSR: Stereo Image
+  Super-Resolution Using NAFNet", CVPRW 2022, Sec. 3): NAFSSR without its stereo cross-attention (SCAM),
+  i.e. a 3x3 intro conv, NAFBlocks at the low-resolution input size (with NAFSSR's stochastic depth), a
+  3x3 conv + PixelShuffle upsampler and a bilinearly upsampled copy of the input added. No preset (the
+  published NAFSSR numbers are stereo models).
 
 Presets (:data:`PRESETS`, ``variant``) reproduce the published configurations; parameter counts
 printed by ``python -m ecma_basicsr.presets --arch NAFNet``:
@@ -49,6 +54,7 @@ numerically against fixtures made with their code, ``tests/test_golden.py``):
   of the stride, nearest upsampling back, replicate padding at the borders. It is not the exact
   TLC; it is provided because their option files may set it.
 """
+import math
 import re
 
 import torch
@@ -59,7 +65,7 @@ from ecma_basicsr.archs.arch_util import crop_to, pad_to_multiple
 from ecma_basicsr.archs.presets import Preset, resolve_preset
 from ecma_basicsr.archs.state_dict_check import CheckedLoadMixin
 
-__all__ = ['LayerNorm2d', 'SimpleGate', 'LocalAvgPool2d', 'NAFBlock', 'NAFNet', 'NAFNetLocal', 'PRESETS',
+__all__ = ['LayerNorm2d', 'SimpleGate', 'LocalAvgPool2d', 'NAFBlock', 'NAFNet', 'NAFNetLocal', 'NAFNetSR', 'PRESETS',
            'tlc_windows']
 
 _GOPRO = dict(enc_blk_nums=[1, 1, 1, 28], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1])
@@ -403,3 +409,93 @@ class NAFNetLocal(NAFNet):
 
     def __init__(self, *args, tlc=True, **kwargs):
         super().__init__(*args, tlc=tlc, **kwargs)
+
+
+@ARCH_REGISTRY.register()
+class NAFNetSR(CheckedLoadMixin, nn.Module):
+    """Single-image NAFSSR: NAFNet blocks at low resolution, a PixelShuffle upsampler, a bilinear skip.
+
+    From Chu, Chen and Yu, "NAFSSR: Stereo Image Super-Resolution Using NAFNet" (CVPRW 2022), Sec. 3:
+    NAFSSR is this network run on both views of a stereo pair with a stereo cross-attention module
+    (SCAM) after every block. Without SCAM (the authors' ``NAFNetSR`` with ``dual=False``) it is plain
+    single-image SR made of NAFNet blocks, all at the low-resolution input size::
+
+        out = PixelShuffle(conv3x3(body(intro(x)))) + bilinear_upsample(x)
+
+    ``intro`` is a 3x3 conv ``img_channel -> width``, ``body`` ``num_blks`` :class:`NAFBlock` s and the
+    upsampler a 3x3 conv ``width -> img_channel * up_scale**2`` before ``PixelShuffle(up_scale)``. The
+    global skip is bilinear with ``align_corners=False`` (``F.interpolate``'s default, which the
+    authors' code leaves unset).
+
+    Stochastic depth as in NAFSSR's training: while training, each block is skipped with probability
+    ``drop_path_rate`` (one draw per block and batch, the same rate for every block), and a kept block's
+    residual ``block(x) - x`` is scaled by ``1 / (1 - drop_path_rate)``; in eval mode every block runs
+    unscaled. The paper's models use 0.1 (T, S) to 0.3 (L); the default here is 0.
+
+    No preset: the paper's published numbers are for the stereo models (with SCAM), not this network.
+
+    State-dict keys are ``intro``, ``body.i.<NAFBlock keys>`` and ``up.0``; a checkpoint of the authors'
+    ``NAFNetSR`` (keys ``body.i.module.blk.*``) is translated on load (:meth:`map_checkpoint`).
+
+    Args:
+        up_scale (int): Upscale factor.
+        width (int): Feature channels of every block.
+        num_blks (int): Number of NAF blocks.
+        img_channel (int): Input / output channels.
+        drop_path_rate (float): Stochastic depth rate per block (0 <= rate < 1).
+        drop_out_rate (float): Dropout inside each NAFBlock.
+    """
+
+    def __init__(self, up_scale=4, width=48, num_blks=16, img_channel=3, drop_path_rate=0., drop_out_rate=0.):
+        super().__init__()
+        if int(up_scale) != up_scale or up_scale < 1:
+            raise ValueError(f'NAFNetSR up_scale must be a positive integer, got {up_scale!r}.')
+        if not 0 <= drop_path_rate < 1:
+            raise ValueError(f'NAFNetSR drop_path_rate must be in [0, 1), got {drop_path_rate!r}.')
+        self.up_scale = self.upscale = int(up_scale)
+        self.img_channel = self.in_channels = img_channel
+        self.width = width
+        self.num_blks = num_blks
+        self.drop_path_rate = float(drop_path_rate)
+        self.intro = nn.Conv2d(img_channel, width, 3, padding=1)
+        self.body = nn.Sequential(*[NAFBlock(width, drop_out_rate=drop_out_rate) for _ in range(num_blks)])
+        self.up = nn.Sequential(nn.Conv2d(width, img_channel * self.upscale ** 2, 3, padding=1),
+                                nn.PixelShuffle(self.upscale))
+
+    def run_body(self, feat):
+        """The blocks, with NAFSSR's stochastic depth while training."""
+        rate = self.drop_path_rate if self.training else 0.
+        for blk in self.body:
+            if rate == 0.:
+                feat = blk(feat)
+            elif torch.rand(()).item() >= rate:
+                feat = feat + (blk(feat) - feat) / (1. - rate)
+        return feat
+
+    def forward(self, x):
+        skip = nn.functional.interpolate(x, scale_factor=self.upscale, mode='bilinear', align_corners=False)
+        return self.up(self.run_body(self.intro(x))) + skip
+
+    def config_summary(self):
+        return (f'NAFNetSR(up_scale={self.upscale}, width={self.width}, num_blks={self.num_blks}, '
+                f'img_channel={self.img_channel})')
+
+    def map_checkpoint(self, state_dict):
+        """The authors' ``body.i.module.blk.*`` keys (DropPath and NAFBlockSR wrappers) -> ``body.i.*``."""
+        pattern = re.compile(r'^((?:module\.)?body\.\d+\.)module\.blk\.')
+        if not any(pattern.match(k) for k in state_dict):
+            return state_dict
+        return type(state_dict)((pattern.sub(r'\1', k), v) for k, v in state_dict.items())
+
+    def checkpoint_hint(self, state_dict):
+        """Name a stereo checkpoint (SCAM keys) and the configuration the shapes suggest."""
+        if any('.fusion.' in k for k in state_dict):
+            return ('the checkpoint has stereo cross-attention (SCAM, ".fusion.") keys: it is a stereo NAFSSR '
+                    'model, which NAFNetSR (single-image, no SCAM) cannot load.')
+        intro, up = state_dict.get('intro.weight'), state_dict.get('up.0.weight')
+        if intro is None or up is None:
+            return None
+        scale = math.isqrt(up.shape[0] // intro.shape[1])
+        blocks = sum(1 for k in state_dict if re.match(r'body\.\d+\.beta$', k))
+        return (f'the checkpoint looks like up_scale={scale}, width={intro.shape[0]}, num_blks={blocks}, '
+                f'img_channel={intro.shape[1]}.')

@@ -124,16 +124,20 @@ def parse_kwargs(text, where):
     return out
 
 
+# constructor arguments that hold the upscale factor (NAFNetSR follows its authors: up_scale)
+_SCALE_KEYS = ('upscale', 'up_scale', 'scale')
+
+
 def infer_scale(arch, kwargs):
     """Upscale factor from the kwargs or the constructor's default (SwinIR without upsampler: 1)."""
     if arch == 'SwinIR' and not kwargs.get('upsampler'):
         return 1
-    for key in ('upscale', 'scale'):
+    for key in _SCALE_KEYS:
         if key in kwargs:
             return int(kwargs[key])
     cls = _registry().get(arch)
     params = inspect.signature(cls.__init__).parameters
-    for key in ('upscale', 'scale'):
+    for key in _SCALE_KEYS:
         if key in params and params[key].default is not inspect.Parameter.empty:
             return int(params[key].default)
     return 1
