@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     'restore': ('restore images with a trained network', 'ecma_basicsr.restore:main'),
     'export': ('export a network to ONNX (dynamic size) and check it with onnxruntime', 'ecma_basicsr.export:main'),
     'kernels': ("cluster ECMA's dynamic kernels W-bar on an image (the paper's Fig. 5)", 'ecma_basicsr.kernels:main'),
+    'race': ('equal-budget training race: ECMA, its ablations, NAFNet, SwinIR', 'ecma_basicsr.race.run:main'),
     'report': ("the paper's Tables 1-10 beside our test logs and bench runs", 'ecma_basicsr.report:main'),
 }
 
