@@ -2,12 +2,16 @@
 
     PYTHONPATH=$PWD python benchmarks/tiled_vs_whole.py ECMA-T 384 64
     PYTHONPATH=$PWD python benchmarks/tiled_vs_whole.py NAFNet-GoPro-width32 384 32
+    PYTHONPATH=$PWD python benchmarks/tiled_vs_whole.py race_run/options/race_denoise_ECMA.yml@WEIGHTS 384 64 --awgn 25
 
 Arguments: a network spec (as in ``basicsr bench``, with ``@WEIGHTS`` for trained weights; without, seeded
 random weights whose zero-initialised branch scales are drawn from N(0, 0.1) so every branch reaches the
-output), the tile side and comma-separated overlaps. Prints, per photo, the whole-image PSNR against the
-sharp photo, the tiled PSNR, their difference and the PSNR of the tiled output against the whole one.
+output), the tile side and comma-separated overlaps. ``--awgn SIGMA`` feeds the sharp photo plus Gaussian
+noise (seed 0, not clipped) instead of the blurred one, for a trained denoiser. Prints, per photo, the
+whole-image PSNR against the sharp photo, the tiled PSNR, their difference and the PSNR of the tiled output
+against the whole one.
 """
+import argparse
 import glob
 import os.path as osp
 import sys
@@ -29,7 +33,7 @@ def to_uint8(out):
     return (out.clamp(0, 1)[0].numpy().transpose(1, 2, 0)[:, :, ::-1] * 255).round().astype(np.uint8)
 
 
-def main(name, tile, overlaps):
+def main(name, tile, overlaps, awgn=None):
     spec = parse_spec(name if '@' in name else name + '@none')
     torch.manual_seed(0)
     net = build(spec)
@@ -41,7 +45,11 @@ def main(name, tile, overlaps):
     net = fuse_for_inference(net, inplace=True)
     for path in sorted(glob.glob(osp.join(ROOT, 'blur', '*.png'))):
         gt = cv2.imread(path.replace(f'{osp.sep}blur{osp.sep}', f'{osp.sep}sharp{osp.sep}'))
-        x = torch.from_numpy(cv2.imread(path)[:, :, ::-1].astype(np.float32).transpose(2, 0, 1) / 255)[None]
+        img = cv2.imread(path).astype(np.float32) / 255
+        if awgn:
+            noise = np.random.RandomState(0).normal(0, awgn / 255, gt.shape)
+            img = (gt.astype(np.float64) / 255 + noise).astype(np.float32)
+        x = torch.from_numpy(np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1)))[None]
         start = time.time()
         with torch.inference_mode():
             whole = to_uint8(tiled_forward(net, x.contiguous(), spec.scale, 0, 0))
@@ -57,4 +65,10 @@ def main(name, tile, overlaps):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1], int(sys.argv[2]), [int(o) for o in sys.argv[3].split(',')])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('network')
+    parser.add_argument('tile', type=int)
+    parser.add_argument('overlaps', help='comma-separated')
+    parser.add_argument('--awgn', type=float, default=None, help='noise sigma (grey levels) on the sharp photo')
+    args = parser.parse_args(sys.argv[1:])
+    main(args.network, args.tile, [int(o) for o in args.overlaps.split(',')], args.awgn)
