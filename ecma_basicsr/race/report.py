@@ -71,7 +71,7 @@ def write_markdown(path, run, plot_name):
              f"Started {run['started']}; wall time {run['wall_seconds'] / 60:.1f} min; "
              f"{run['jobs']} job(s) at a time, {run['threads']} torch thread(s) each; load average at start "
              f"{run['load_at_start'][0]:.2f}, at end {run['load_at_end'][0]:.2f}; code `{run.get('git', '?')}`, "
-             f"{run.get('cpu', 'CPU')}."
+             f"{run.get('cpu', 'CPU')}; training seed {run.get('seed', '?')}."
              + (' **Quick mode** (few iterations, first images of each set only): a smoke run, not a result.'
                 if run.get('quick') else ''), '']
     for name, task in run['tasks'].items():

@@ -93,13 +93,13 @@ def _tail(path, n=800):
         return f.read()[-n:].strip()
 
 
-def run_contender(task, contender, work, data_root, testsets, iters, threads, limit, log=print):
+def run_contender(task, contender, work, data_root, testsets, iters, threads, limit, seed=SEED, log=print):
     """Train and evaluate one contender; the result entry of ``race.json``."""
     import yaml
 
     from ecma_basicsr.engine.model import read_metric_history
     name = experiment_name(task, contender)
-    opt = race_options(task, contender, data_root, iters)
+    opt = race_options(task, contender, data_root, iters, seed)
     opt_path = osp.join(work, 'options', f'{name}.yml')
     with open(opt_path, 'w') as f:
         yaml.safe_dump(opt, f, sort_keys=False)
@@ -170,6 +170,7 @@ def build_parser():
     parser.add_argument('--quick', action='store_true', help='a few iterations and 3 test images per set')
     parser.add_argument('--iters', type=int, default=None, help="override every task's iterations")
     parser.add_argument('--limit', type=int, default=None, help='test images per set (default: all; --quick: 3)')
+    parser.add_argument('--seed', type=int, default=SEED, help=f'manual_seed of every training (default {SEED})')
     parser.add_argument('--jobs', type=int, default=2, help='trainings at a time (default 2)')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per job (default 1)')
     parser.add_argument('--data', default=DEFAULT_DATA, help='folder with the test sets (default ../shared/data)')
@@ -211,7 +212,7 @@ def main(argv=None):
 
     run = dict(command='basicsr race ' + ' '.join(argv if argv is not None else sys.argv[1:]),
                started=time.strftime('%Y-%m-%d %H:%M:%S %Z'), load_at_start=os.getloadavg(), jobs=args.jobs,
-               threads=args.threads, quick=args.quick, limit=limit, tasks={},
+               threads=args.threads, quick=args.quick, limit=limit, seed=args.seed, tasks={},
                git=_git('describe', '--always', '--dirty'), cpu=device_name('cpu'))
     jobs = []
     for task, contenders in chosen:
@@ -227,7 +228,7 @@ def main(argv=None):
     print(f'[race] {len(jobs)} contenders, {args.jobs} at a time, {args.threads} thread(s) each', flush=True)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [(task, size, pool.submit(run_contender, task, c, work, data_root, sets[task.name], iters,
-                                            args.threads, limit, lambda m: print(m, flush=True)))
+                                            args.threads, limit, args.seed, lambda m: print(m, flush=True)))
                    for task, c, iters, size in jobs]
         for task, _ in chosen:  # the floors need no network: computed while the contenders train
             run['tasks'][task.name]['floors'] = floors(task, sets[task.name], limit)
