@@ -37,7 +37,6 @@ from ecma_basicsr.engine.train_state import (
     resume_data_position,
 )
 
-
 METRIC_HISTORY = 'metrics.jsonl'
 
 
