@@ -152,11 +152,34 @@ def from_network(out, channels):
     return np.ascontiguousarray(img)
 
 
-def write_image(path, img, alpha, dtype, scale):
-    import cv2
+OUTPUT_BAND = 256  # output rows converted at a time by :func:`to_image`
+
+
+def to_image(out, channels, dtype, band=OUTPUT_BAND):
+    """Network output -> H x W x ``channels`` image of integer ``dtype``, rounded as :func:`from_network` * peak.
+
+    Converted ``band`` rows at a time into the integer array: a whole-image float copy (several of them: clamp,
+    reorder, scale, round) would cost more memory than the tiled forward that produced ``out`` (12000 x 16000 x 3
+    float32 is 2.3 GB per copy).
+    """
     import numpy as np
     peak = float(np.iinfo(dtype).max)
-    out = np.clip(np.round(img * peak), 0, peak).astype(dtype)
+    h = out.shape[-2]
+    img = None
+    for r in range(0, h, band):
+        part = from_network(out[..., r:r + band, :], channels)
+        if img is None:
+            img = np.empty((h, part.shape[1], part.shape[2]), dtype)
+        np.multiply(part, peak, out=part)
+        np.round(part, out=part)
+        img[r:r + band] = np.clip(part, 0, peak)
+    return img
+
+
+def write_image(path, out, alpha, scale):
+    """Write the integer image ``out`` (from :func:`to_image`) with ``alpha`` (resized for SR) as a PNG."""
+    import cv2
+    import numpy as np
     if alpha is not None:
         if scale != 1:
             alpha = cv2.resize(alpha, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_CUBIC)
@@ -189,7 +212,9 @@ def build_parser():
                         help="tile side in input pixels, 'auto' (default: whole image if it fits --max-memory) "
                              "or 0 (always the whole image)")
     parser.add_argument('--tile-overlap', type=int, default=64, help='overlap of tiles in input pixels (default 64)')
-    parser.add_argument('--max-memory', default='8G', help="memory budget of one forward for --tile auto (default 8G)")
+    parser.add_argument('--max-memory', default='8G',
+                        help='memory budget for --tile auto: the forward plus, when tiled, the output buffers '
+                             '(default 8G)')
     parser.add_argument('--batch', type=int, default=1, help='images (same size) or tiles per forward (default 1)')
     parser.add_argument('--precision', default='fp32', choices=('fp32', 'fp16', 'bf16'),
                         help='fp16/bf16 autocast on GPU (default fp32)')
@@ -222,7 +247,7 @@ def main(argv=None):
 
     from ecma_basicsr.archs import fuse_for_inference
     from ecma_basicsr.bench.networks import build, parse_spec
-    from ecma_basicsr.tiling import auto_tile, count_tiles, memory_model, tiled_forward
+    from ecma_basicsr.tiling import auto_tile, count_tiles, memory_model, output_bytes, tiled_forward
 
     check_device(args.device, args.precision)
     spec = parse_spec(args.network)
@@ -252,7 +277,10 @@ def main(argv=None):
         nonlocal done
         x = torch.cat([item['x'] for item in batch_items]).to(args.device)
         h, w = x.shape[-2:]
-        tile = auto_tile(h, w, budget, model) if args.tile == 'auto' else args.tile
+        image_bytes = sum(h * w * spec.scale ** 2 * (item['channels'] + (item['alpha'] is not None))
+                          * item['dtype'].itemsize for item in batch_items)
+        tile = auto_tile(h, w, budget, model, out_bytes=output_bytes(x, spec.scale, image_bytes)) \
+            if args.tile == 'auto' else args.tile
         n_tiles = count_tiles(h, w, tile, args.tile_overlap)
         tbar = tqdm(total=n_tiles, unit='tile', leave=False, disable=args.quiet or n_tiles == 1 or None,
                     file=sys.stderr, dynamic_ncols=True)
@@ -276,8 +304,8 @@ def main(argv=None):
         for item in batch_items:
             m = item['x'].shape[0]
             try:
-                write_image(item['dest'], from_network(out[k:k + m], item['channels']), item['alpha'],
-                            item['dtype'], spec.scale)
+                write_image(item['dest'], to_image(out[k:k + m], item['channels'], item['dtype']), item['alpha'],
+                            spec.scale)
                 done += 1
                 how = f'tiles {tile}/{args.tile_overlap} ({n_tiles})' if n_tiles > 1 else 'whole'
                 tqdm.write(f"{item['path']} -> {item['dest']}  {h}x{w} -> {out.shape[-2]}x{out.shape[-1]}  "

@@ -132,12 +132,23 @@ def _return_freed_memory(device):
         pass
 
 
-def auto_tile(h, w, budget_bytes, model, multiple=8):
-    """The tile side (input pixels) whose forward fits ``budget_bytes``; 0 when the whole image fits."""
+def output_bytes(x, scale, image_bytes=0):
+    """Bytes a tiled run of ``x`` holds besides the forward: the float32 output and weight accumulators of
+    :func:`tiled_forward` (the output has ``x``'s channels) plus ``image_bytes``, the image written from them."""
+    n, c, h, w = x.shape
+    return n * h * w * scale * scale * 4 * (c + 1) + image_bytes
+
+
+def auto_tile(h, w, budget_bytes, model, multiple=8, out_bytes=0):
+    """The tile side (input pixels) whose forward fits ``budget_bytes``; 0 when the whole image fits.
+
+    ``out_bytes`` (:func:`output_bytes`) is what a tiled run holds besides the forward; the tile's forward
+    gets the budget that remains. A whole-image forward holds no accumulators, only its output.
+    """
     fixed, per_px = model
-    usable = budget_bytes / SAFETY - fixed
-    if usable >= per_px * h * w:
+    if budget_bytes / SAFETY - fixed >= per_px * h * w:
         return 0
+    usable = (budget_bytes - out_bytes) / SAFETY - fixed
     side = int(math.sqrt(max(usable, 0) / per_px)) // multiple * multiple
     return max(side, MIN_TILE)
 

@@ -134,3 +134,28 @@ def test_out_of_memory_is_reported_per_image_and_the_rest_completes(tmp_path, mo
     err = capsys.readouterr().err
     assert code == 1 and 'big.png: out of memory with the whole image (24x24)' in err and '--tile' in err
     assert (tmp_path / 'o' / 'small.png').exists() and not (tmp_path / 'o' / 'big.png').exists()
+
+
+def test_output_conversion_by_bands_equals_whole_image_rounding():
+    from ecma_basicsr.restore import from_network, to_image
+    torch.manual_seed(0)
+    for shape, channels in (((1, 3, 29, 11), 3), ((1, 3, 29, 11), 1), ((3, 1, 29, 11), 3), ((1, 1, 29, 11), 1)):
+        out = torch.rand(shape) * 1.2 - 0.1  # values outside [0, 1] too
+        for dtype in (np.uint8, np.uint16):
+            peak = np.iinfo(dtype).max
+            ref = np.clip(np.round(from_network(out, channels) * peak), 0, peak).astype(dtype)
+            got = to_image(out, channels, np.dtype(dtype), band=7)
+            assert got.dtype == dtype and np.array_equal(got, ref), (shape, channels, dtype)
+
+
+def test_auto_tile_leaves_room_for_the_output_buffers():
+    from ecma_basicsr.tiling import auto_tile, output_bytes
+    model = (100e6, 2000.0)  # fixed bytes, bytes per input pixel
+    x = torch.empty(1, 3, 3000, 4000, device='meta')
+    assert output_bytes(x, 4) == 3000 * 4000 * 16 * 4 * 4 + 0
+    plain = auto_tile(3000, 4000, 8 * 2**30, model)
+    shared = auto_tile(3000, 4000, 8 * 2**30, model, out_bytes=output_bytes(x, 4, 3000 * 4000 * 16 * 3))
+    assert 64 <= shared < plain
+    fixed, per_px = model  # the forward and the buffers together stay within the budget (SAFETY included)
+    assert (fixed + per_px * shared ** 2) * 1.5 + output_bytes(x, 4, 3000 * 4000 * 16 * 3) <= 8 * 2**30
+    assert auto_tile(100, 100, 8 * 2**30, model, out_bytes=10 * 2**30) == 0  # the whole image holds no buffers
