@@ -13,16 +13,14 @@ import time
 def evaluate_network(network, weights, scale, testsets, limit=None):
     """``{set name: {'psnr', 'ssim', 'images', 'seconds'}}`` of ``network`` with ``weights`` loaded."""
     import torch
-    from basicsr.archs import build_network
 
-    from ecma_basicsr.archs.window_padding import add_window_padding
-    from ecma_basicsr.bench.networks import load_checkpoint
+    from ecma_basicsr.bench.networks import NetSpec, build
     from ecma_basicsr.bench.testsets import evaluate, parse_testset
 
-    net = build_network(dict(network))
-    load_checkpoint(net, weights, param_key='params')
-    add_window_padding(net)  # SwinIR pads to its window in the trained model's test() too
-    net.eval()
+    network = dict(network)
+    # the bench's own build: weights loaded strictly, SwinIR padded to its window as in the model's test()
+    net = build(NetSpec(label=network.get('type'), arch=network.pop('type'), kwargs=network, scale=scale,
+                        checkpoint=weights, param_key='params'))
     channels = 3
     scores = {}
     with torch.inference_mode():
