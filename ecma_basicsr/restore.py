@@ -30,8 +30,10 @@ examples:
   basicsr restore options/table5_sr_x4/ECMA-SR_x4_test.yml --input photo.jpg --output sr/ --tile auto
   basicsr restore ECMASR:upscale=4@sr_x4.pth --input lr/ --output sr/ --tile 512 --tile-overlap 64
 
-tiling: --tile auto (default) runs the whole image when its forward fits --max-memory and picks the largest
-tile that fits otherwise; tiles overlap by --tile-overlap input pixels and are blended linearly across the
+tiling: --tile auto (default) runs the whole image when its forward fits --max-memory (the whole process:
+weights, image, forward, output) and picks the largest tile that fits otherwise (predicted from two small
+probe forwards; a forward predicted to take over a quarter of the budget is measured once per image size and
+the tile shrunk until it fits); tiles overlap by --tile-overlap input pixels and are blended linearly across the
 overlap. ECMA's large kernels and GroupNorm see far beyond any overlap, so a tiled ECMA result is close to,
 not equal to, the whole image; the README gives the measured gap (overlap 64 at tile 384 on DeepDeblur).
 """
@@ -213,8 +215,9 @@ def build_parser():
                              "or 0 (always the whole image)")
     parser.add_argument('--tile-overlap', type=int, default=64, help='overlap of tiles in input pixels (default 64)')
     parser.add_argument('--max-memory', default='8G',
-                        help='memory budget for --tile auto: the forward plus, when tiled, the output buffers '
-                             '(default 8G)')
+                        help='memory budget of the whole process for --tile auto: weights, image, the forward and, '
+                             'when tiled, the output buffers (default 8G; sized for --batch 1: N images or tiles '
+                             'per forward need about N times more)')
     parser.add_argument('--batch', type=int, default=1, help='images (same size) or tiles per forward (default 1)')
     parser.add_argument('--precision', default='fp32', choices=('fp32', 'fp16', 'bf16'),
                         help='fp16/bf16 autocast on GPU (default fp32)')
@@ -247,7 +250,15 @@ def main(argv=None):
 
     from ecma_basicsr.archs import fuse_for_inference
     from ecma_basicsr.bench.networks import build, parse_spec
-    from ecma_basicsr.tiling import auto_tile, count_tiles, memory_model, output_bytes, tiled_forward
+    from ecma_basicsr.tiling import (
+        count_tiles,
+        fit_tile,
+        held_memory,
+        measure_forward,
+        memory_model,
+        output_bytes,
+        tiled_forward,
+    )
 
     check_device(args.device, args.precision)
     spec = parse_spec(args.network)
@@ -266,6 +277,7 @@ def main(argv=None):
         # 4000x3000 photo); set before the memory probes so the model sees the allocator as it will run
         keep_freed_memory()
     model = memory_model(net, spec.in_ch, args.device) if args.tile == 'auto' else None
+    measure, fitted = measure_forward(net, spec.in_ch, args.device), {}
     autocast = (torch.autocast('cuda', dtype=torch.float16 if args.precision == 'fp16' else torch.bfloat16)
                 if args.precision != 'fp32' else torch.autocast('cpu', enabled=False))
 
@@ -279,8 +291,18 @@ def main(argv=None):
         h, w = x.shape[-2:]
         image_bytes = sum(h * w * spec.scale ** 2 * (item['channels'] + (item['alpha'] is not None))
                           * item['dtype'].itemsize for item in batch_items)
-        tile = auto_tile(h, w, budget, model, out_bytes=output_bytes(x, spec.scale, image_bytes)) \
-            if args.tile == 'auto' else args.tile
+        tile = args.tile
+        if tile == 'auto':
+            out_bytes = output_bytes(x, spec.scale, image_bytes)
+            key = (x.shape, out_bytes)
+            if key not in fitted:  # one check per image size: a folder of same-sized photos pays it once
+                held = held_memory(args.device)
+                fitted[key], peak = fit_tile(h, w, budget - held, model, measure, out_bytes=out_bytes)
+                if peak is not None:
+                    tqdm.write(f'{h}x{w}: tile {fitted[key] or "whole"} checked: one forward peaked at '
+                               f'{peak / 2**30:.2f} GiB, + {out_bytes / 2**30:.2f} GiB of output buffers, + '
+                               f'{held / 2**30:.2f} GiB held (weights, image, libraries)', file=sys.stderr)
+            tile = fitted[key]
         n_tiles = count_tiles(h, w, tile, args.tile_overlap)
         tbar = tqdm(total=n_tiles, unit='tile', leave=False, disable=args.quiet or n_tiles == 1 or None,
                     file=sys.stderr, dynamic_ncols=True)

@@ -13,7 +13,9 @@ the whole-image one; the README gives the measured PSNR gap per overlap.
 
 ``auto_tile`` picks the largest tile whose forward fits a memory budget, from the peak memory of two
 small probe forwards (a linear fit of bytes against pixels: the networks here have activations that
-grow with the pixel count and no global attention).
+grow with the pixel count and no global attention). The fit can under-predict large tiles (IRNeXt needed
+1.55x its fitted bytes per pixel at 2416 px), so ``fit_tile`` then measures one forward of the chosen tile
+and shrinks it until the measured peak fits.
 """
 import math
 
@@ -105,16 +107,8 @@ def count_tiles(h, w, tile, overlap):
 
 def memory_model(net, in_ch, device='cpu', sides=PROBE_SIDES):
     """``(fixed_bytes, bytes_per_input_pixel)`` of one forward, fitted to two probe forwards."""
-    from ecma_basicsr.bench.measure import PeakMemory
-
-    peaks = []
-    for side in sides:
-        _return_freed_memory(device)  # memory freed earlier but kept by the allocator would hide the probe's need
-        x = torch.rand(1, in_ch, side, side, device=device)
-        with torch.inference_mode(), PeakMemory(device) as pm:
-            net(x)
-        peaks.append(pm.peak_bytes)
-        del x
+    measure = measure_forward(net, in_ch, device)  # frees kept memory first: it would hide the probe's need
+    peaks = [measure(side, side) for side in sides]
     (s0, s1), (p0, p1) = sides, peaks
     per_px = max((p1 - p0) / (s1 * s1 - s0 * s0), p1 / (s1 * s1) / 2, 1.0)
     return max(p1 - per_px * s1 * s1, 0.0), per_px
@@ -139,18 +133,95 @@ def output_bytes(x, scale, image_bytes=0):
     return n * h * w * scale * scale * 4 * (c + 1) + image_bytes
 
 
-def auto_tile(h, w, budget_bytes, model, multiple=8, out_bytes=0):
+def auto_tile(h, w, budget_bytes, model, multiple=8, out_bytes=0, safety=SAFETY):
     """The tile side (input pixels) whose forward fits ``budget_bytes``; 0 when the whole image fits.
 
     ``out_bytes`` (:func:`output_bytes`) is what a tiled run holds besides the forward; the tile's forward
     gets the budget that remains. A whole-image forward holds no accumulators, only its output.
+    ``safety`` divides the budget: the head-room for the model's error.
     """
     fixed, per_px = model
-    if budget_bytes / SAFETY - fixed >= per_px * h * w:
+    if budget_bytes / safety - fixed >= per_px * h * w:
         return 0
-    usable = (budget_bytes - out_bytes) / SAFETY - fixed
+    usable = (budget_bytes - out_bytes) / safety - fixed
     side = int(math.sqrt(max(usable, 0) / per_px)) // multiple * multiple
     return max(side, MIN_TILE)
+
+
+VERIFY_HEADROOM = 1.2  # a measured forward of the very tile size; repeated tile forwards fragment the heap a little
+REFIT_SAFETY = 1.25  # after a measured forward at half the area: bytes per pixel still grow a little with size
+VERIFY_FROM = 0.25  # check forwards predicted to use more than this share of the budget; smaller ones are safe
+
+
+def fit_tile(h, w, budget_bytes, model, measure, multiple=8, out_bytes=0, rounds=3):
+    """:func:`auto_tile`, then checked against measured forwards: the tile shrinks until its peak fits.
+
+    The probes' fit can under-predict a large tile, so the first measured forward is at half the
+    predicted tile's area (which stays within the budget unless the fit is off by 2x); the fit is
+    raised to it, the tile chosen again and its own forward measured, shrinking it while it exceeds.
+
+    Args:
+        h, w (int): Image size in input pixels.
+        budget_bytes (int): Memory budget of the forward plus ``out_bytes``.
+        model (tuple): :func:`memory_model` of the network.
+        measure (callable): ``measure(th, tw)`` -> peak bytes of one forward of a th x tw input
+            (:func:`measure_forward`).
+        multiple (int): Tile sides are multiples of this.
+        out_bytes (int): What a tiled run holds besides the forward (:func:`output_bytes`).
+        rounds (int): Measured forwards of the chosen tile at most.
+
+    Returns:
+        tuple: ``(tile, peak_bytes)``; ``tile`` 0 means the whole image, ``peak_bytes`` is the last
+        measured peak (None when the prediction was small enough not to need a measurement).
+    """
+    fixed, per_px = model
+    tile = auto_tile(h, w, budget_bytes, model, multiple, out_bytes)
+    th, tw = _window(h, w, tile)
+    usable = budget_bytes - (out_bytes if tile else 0)
+    if (fixed + per_px * th * tw) * SAFETY <= VERIFY_FROM * usable:
+        return tile, None
+    sh, sw = (max(int(side / math.sqrt(2)) // multiple * multiple, min(side, MIN_TILE)) for side in (th, tw))
+    per_px = max(per_px, (measure(sh, sw) - fixed) / (sh * sw))
+    tile = auto_tile(h, w, budget_bytes, (fixed, per_px), multiple, out_bytes, safety=REFIT_SAFETY)
+    for _ in range(rounds):
+        th, tw = _window(h, w, tile)
+        usable = budget_bytes - (out_bytes if tile else 0)
+        peak = measure(th, tw)
+        if peak * VERIFY_HEADROOM <= usable or tile == MIN_TILE:
+            break
+        shrunk = int(math.sqrt(th * tw * max(usable, 0) / (peak * VERIFY_HEADROOM)))  # bytes ~ pixels
+        if tile == 0:  # the whole image was measured too large, so a tile must be smaller than it
+            shrunk = min(shrunk, max(h, w) - 1)
+        tile = max(shrunk // multiple * multiple, MIN_TILE)
+    return tile, peak
+
+
+def _window(h, w, tile):
+    return (h, w) if not tile else (min(tile, h), min(tile, w))
+
+
+def held_memory(device='cpu'):
+    """Bytes the process holds now (resident set on CPU, allocated tensors on CUDA): the weights, the image,
+    the interpreter. ``--max-memory`` bounds the whole process, so a forward gets the budget minus this."""
+    _return_freed_memory(device)
+    if str(device).startswith('cuda'):
+        return torch.cuda.memory_allocated(device)
+    from ecma_basicsr.bench.measure import current_rss
+    return current_rss()
+
+
+def measure_forward(net, in_ch, device='cpu'):
+    """``measure(th, tw)`` for :func:`fit_tile`: peak bytes of one forward of a random th x tw input."""
+    from ecma_basicsr.bench.measure import PeakMemory
+
+    def measure(th, tw):
+        _return_freed_memory(device)
+        x = torch.rand(1, in_ch, th, tw, device=device)
+        with torch.inference_mode(), PeakMemory(device) as pm:
+            net(x)
+        return pm.peak_bytes
+
+    return measure
 
 
 def parse_bytes(text):

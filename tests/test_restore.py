@@ -159,3 +159,39 @@ def test_auto_tile_leaves_room_for_the_output_buffers():
     fixed, per_px = model  # the forward and the buffers together stay within the budget (SAFETY included)
     assert (fixed + per_px * shared ** 2) * 1.5 + output_bytes(x, 4, 3000 * 4000 * 16 * 3) <= 8 * 2**30
     assert auto_tile(100, 100, 8 * 2**30, model, out_bytes=10 * 2**30) == 0  # the whole image holds no buffers
+
+
+def test_fit_tile_shrinks_a_tile_whose_measured_forward_exceeds_the_budget():
+    from ecma_basicsr.tiling import MIN_TILE, VERIFY_HEADROOM, auto_tile, fit_tile
+    model = (0.0, 1000.0)  # the probes' fit: 1000 B per input pixel
+    budget = 4 * 2**30
+    calls = []
+
+    def measure(th, tw):  # the real network needs 1.6x the fit, and more per pixel the larger the tile
+        calls.append((th, tw))
+        return 1600.0 * th * tw * (1 + th * tw / 4e7)
+
+    predicted = auto_tile(3000, 4000, budget, model)
+    tile, peak = fit_tile(3000, 4000, budget, model, measure)
+    assert 0 < tile < predicted and tile % 8 == 0
+    assert calls[0][0] * calls[0][1] <= predicted ** 2 / 2  # the first check is at half the area: it fits
+    assert measure(*calls[0]) <= budget
+    assert peak == measure(tile, tile) and peak * VERIFY_HEADROOM <= budget
+    assert len(calls) <= 4
+    # a small prediction is trusted without a measured forward
+    assert fit_tile(200, 300, budget, model, measure) == (0, None)
+    # a whole image measured too large is tiled, even when the probes said it fits
+    tile, _ = fit_tile(1000, 1000, 2 * 2**30, (0.0, 700.0), lambda th, tw: 3000.0 * th * tw)
+    assert MIN_TILE <= tile < 1000
+
+
+def test_fit_tile_with_a_real_network_measures_its_forward():
+    from ecma_basicsr.bench.networks import build, parse_spec
+    from ecma_basicsr.tiling import fit_tile, measure_forward, memory_model
+    net = build(parse_spec('ECMA-T:width=4,enc_blocks=[1,1,1,1]'), 'cpu').eval()
+    model = memory_model(net, 3)
+    measure = measure_forward(net, 3)
+    peak = measure(128, 96)
+    assert peak > 0
+    tile, measured = fit_tile(512, 512, int(peak * 3), model, measure)  # a budget where 512x512 cannot fit
+    assert 0 < tile < 512 and measured is not None
