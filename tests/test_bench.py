@@ -313,3 +313,13 @@ def test_stage_profile_names_the_unet_stages_and_accounts_for_every_mac(capsys):
     with pytest.raises(SystemExit):
         main(['--nets', 'NoSuchNet', '--size', '24x16'])
     assert 'NoSuchNet' in capsys.readouterr().err
+
+
+def test_list_names_every_preset_and_group(capsys):
+    from ecma_basicsr.bench.cli import main
+    from ecma_basicsr.bench.networks import GROUPS, presets
+    assert main(['--list']) == 0
+    out = capsys.readouterr().out
+    for label, p in presets().items():
+        assert any(line.split()[:3] == [label, p.task, p.arch + ':'] for line in out.splitlines()), label
+    assert all(f'group {name}:' in out for name in GROUPS)

@@ -77,10 +77,9 @@ def build_parser():
 
 
 def list_presets():
-    from .networks import GROUPS
-    from .networks import PRESETS as NETS
-    for label, (arch, kwargs, task) in NETS.items():
-        print(f"{label:18} {task:8} {arch}: {', '.join(f'{k}={v}' for k, v in kwargs.items())}")
+    from .networks import GROUPS, presets
+    for label, p in presets().items():
+        print(f"{label:22} {p.task:8} {p.arch}: {', '.join(f'{k}={v}' for k, v in p.kwargs.items())}")
     for name, labels in GROUPS.items():
         print(f"group {name}: {' '.join(labels)}")
 
