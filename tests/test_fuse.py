@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ecma_basicsr.archs import fuse_for_inference
-from ecma_basicsr.archs.ecma_arch import ABLATIONS, CML, ECMA, ECMASR, Fusion, GatedFFN
-from ecma_basicsr.archs.ecma_fuse import FusedCML, FusedFusion, FusedGatedFFN
+from ecma_basicsr.archs.ecma_arch import ABLATIONS, CML, ECMA, ECMASR, ECMABlock, Fusion, GatedFFN
+from ecma_basicsr.archs.ecma_fuse import FusedBlock, FusedCML, FusedFusion, FusedGatedFFN
 from ecma_basicsr.archs.nafnet_arch import NAFNet
 
 TINY = dict(width=8, enc_blocks=(1, 2), kernels=(8, 6))
@@ -26,8 +26,8 @@ def _randomise(net, seed=0):
 
 def _assert_fused(fused):
     kinds = {type(m) for m in fused.modules()}
-    assert {FusedCML, FusedGatedFFN} <= kinds
-    assert not kinds & {CML, GatedFFN, Fusion}
+    assert {FusedBlock, FusedCML, FusedGatedFFN} <= kinds
+    assert not kinds & {ECMABlock, CML, GatedFFN, Fusion}
 
 
 def _compare(net, x):

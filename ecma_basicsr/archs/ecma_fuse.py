@@ -9,12 +9,15 @@ held to 1e-5 by ``tests/test_fuse.py``) with fewer passes and with their folded 
 once, here:
 
 * :class:`FusedCML`: every LAM writes its Q (Eq. 3) into one buffer, so the reduce conv needs no
-  concatenation; the grouped context convs write their group sum into that buffer; one GroupNorm
-  call normalises all LAMs (their groups are independent and all c/4 channels wide); gamma is
-  folded into the reduce conv and the residual added in place; the FFT large kernel reuses its
-  spectrum per plane size, takes the spectral product in place and adds its bias on the DC bin.
+  concatenation; the grouped context convs write their group sum into that buffer, and on the
+  spatial path a cascaded LAM convolves O'_{i-1} and I'_i apart instead of building their
+  interleaved concatenation (Eq. 5); one GroupNorm call normalises all LAMs in place (their groups
+  are independent and all c/4 channels wide); gamma is folded into the reduce conv and the
+  residual added in place; the FFT large kernel reuses its spectrum per plane size, takes the
+  spectral product in place and adds its bias on the DC bin.
 * :class:`FusedGatedFFN`: the feed-forward part runs over cache-sized tiles of pixels, with the
-  LayerNorm affine folded into the first 1x1 conv and gamma into the second.
+  LayerNorm affine folded into the first 1x1 conv and gamma into the second; inside a
+  :class:`FusedBlock` it writes over the CML's output.
 * :class:`FusedFusion`: the fusion block's 1x1 conv (Sec. 3.3) is folded into the 2x2 stride-2
   transposed conv, so neither the full-resolution concatenation nor the upsampled map exists.
 * 1x1 convs go to oneDNN directly on CPU (:func:`pointwise_conv`).
@@ -29,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .ecma_arch import CML, COMBINE_OPS, Fusion, GatedFFN, cascade_context
+from .ecma_arch import CML, COMBINE_OPS, ECMABlock, Fusion, GatedFFN, cascade_context
 from .fft_conv import LargeKernelConv, auto_choice, depthwise_terms, fft_plane, kernel_spectrum
 
 TILE_FLOATS = 2 ** 17  # pixels x channels per FFN tile: 512 KB, cache-resident
@@ -111,7 +114,8 @@ class FusedGroupedConv(_Inference):
         return f'kernel={tuple(self.weight.shape)}, mode={self.mode}'
 
     def _apply(self, fn, recurse=True):
-        self._spectra = {}  # a move (device, dtype) invalidates the cached spectra
+        self._spectra = {}  # a move (device, dtype) invalidates the cached spectra and the split kernel
+        self.__dict__.pop('_split', None)
         return super()._apply(fn, recurse)
 
     def spectrum(self, x):
@@ -119,6 +123,19 @@ class FusedGroupedConv(_Inference):
         if plane not in self._spectra:
             self._spectra[plane] = kernel_spectrum(self.weight, plane)
         return self._spectra[plane]
+
+    def cascaded(self, prev, raw, out):
+        """``forward(cascade_context(prev, raw), out)`` without building the interleaved context.
+
+        Input 0 of every group is O'_{i-1}, the rest are I'_i (:func:`~.ecma_arch.cascade_context`), so on
+        the spatial path the conv splits into a depthwise conv of O'_{i-1} plus the grouped conv of I'_i.
+        """
+        if self.mode != 'spatial' or self.weight.shape[1] < 3:
+            return self.forward(cascade_context(prev, raw), out)
+        if not hasattr(self, '_split'):
+            self._split = self.weight[:, :1].contiguous(), self.weight[:, 1:].contiguous()
+        w_prev, w_raw = self._split
+        return spatial_conv_into(raw, w_raw, None, out).add_(depthwise_terms(prev, w_prev, self.bias))
 
     def forward(self, x, out=None):
         path = self.mode
@@ -156,9 +173,11 @@ class FusedLAM(_Inference):
         self.register_buffer('ctx_w', to_ctx.weight.detach().clone() if to_ctx is not None else None)
         self.register_buffer('ctx_b', to_ctx.bias.detach().clone() if to_ctx is not None else None)
 
-    def forward(self, x, context, out):
+    def forward(self, x, raw, prev, out):
+        """Q of Eq. 3 into ``out``; the context is ``raw`` (I'_i), or Cat(``prev``, ``raw``) when ``prev`` is given."""
         c = x.shape[1]
-        b = self.conv_ctx(context, out=out[:, out.shape[1] - c:])
+        slot = out[:, out.shape[1] - c:]
+        b = self.conv_ctx(raw, out=slot) if prev is None else self.conv_ctx.cascaded(prev, raw, slot)
         a = F.conv2d(x, self.w, self.w_bias, padding=self.w.shape[-1] // 2, groups=c)
         write_branches(a, b, self.combine, out)
         return pointwise_conv(out, self.ctx_w, self.ctx_b) if self.ctx_w is not None else None
@@ -182,16 +201,32 @@ class FusedCML(_Inference):
         self.register_buffer('reduce_b', cml.reduce.bias.detach() * gamma)
 
     def forward(self, x):
+        q_all = self._branches(x)
+        group_norm_(q_all, self.groups, self.norm_w, self.norm_b, self.eps)
+        return pointwise_conv(q_all, self.reduce_w, self.reduce_b).add_(x)
+
+    def _branches(self, x):
+        """Q of every LAM in one buffer; the expanded map and the contexts are freed on return."""
         parts = torch.split(pointwise_conv(x, self.expand_w, self.expand_b), self.splits, dim=1)
         q_all = x.new_empty(x.shape[0], self.reduce_w.shape[1], *x.shape[-2:])
         start, prev = 0, None
         for i, lam in enumerate(self.lams):
-            raw = parts[2 * i + 1]
-            context = cascade_context(prev, raw) if self.cascade and prev is not None else raw
-            prev = lam(parts[2 * i], context, q_all[:, start:start + lam.out_channels])
+            prev = lam(parts[2 * i], parts[2 * i + 1], prev if self.cascade else None,
+                       q_all[:, start:start + lam.out_channels])
             start += lam.out_channels
-        normed = F.group_norm(q_all, self.groups, self.norm_w, self.norm_b, self.eps)
-        return pointwise_conv(normed, self.reduce_w, self.reduce_b).add_(x)
+        return q_all
+
+
+def group_norm_(x, groups, weight, bias, eps):
+    """``F.group_norm`` written over its contiguous input: the statistics of a group are taken before any
+    of its elements is written, so no second buffer of Q's size (9c/4 channels) is needed."""
+    n, c = x.shape[:2]
+    if not x.is_contiguous():
+        return x.copy_(F.group_norm(x, groups, weight, bias, eps))
+    stats = x.new_empty(0), x.new_empty(0)
+    torch.ops.aten.native_group_norm.out(x, weight, bias, n, c, x[0, 0].numel(), groups, eps,
+                                         out0=x, out1=stats[0], out2=stats[1])
+    return x
 
 
 class FusedGatedFFN(_Inference):
@@ -212,19 +247,44 @@ class FusedGatedFFN(_Inference):
         self.register_buffer('w2', ffn.conv2.weight.detach().flatten(1) * gamma.view(-1, 1))
         self.register_buffer('b2', (gamma * ffn.conv2.bias.detach()).unsqueeze(1))
 
-    def forward(self, x):
+    def forward(self, x, out=None):
+        """``out`` may be ``x`` itself: each tile is read whole before its result is written."""
         c = x.shape[1]
-        half, tile = self.w1.shape[0] // 2, max(256, TILE_FLOATS // c)
-        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        if out is None or not (out.is_contiguous() and x.is_contiguous()):
+            out = torch.empty_like(x, memory_format=torch.contiguous_format)
         for src, dst in zip(x, out):
             src, dst = src.reshape(c, -1), dst.view(c, -1)
-            for j in range(0, src.shape[1], tile):
-                xt = src[:, j:j + tile]
-                y = xt - xt.mean(0)
-                y.mul_(y.square().mean(0).add_(self.eps).rsqrt_())  # LayerNorm over channels
-                h = torch.addmm(self.b1, self.w1, y)
-                torch.add(xt, self.b2, out=dst[:, j:j + tile]).addmm_(self.w2, h[:half] * h[half:])
+            for cols in column_tiles(src.shape[1], c):
+                self.tile(src[:, cols], dst[:, cols])
         return out
+
+    def tile(self, xt, dst):
+        """The feed-forward part of one (C, pixels) tile ``xt`` written into ``dst`` (which may be ``xt``)."""
+        y = xt - xt.mean(0)
+        y.mul_(y.square().mean(0).add_(self.eps).rsqrt_())  # LayerNorm over channels
+        h = torch.addmm(self.b1, self.w1, y)
+        half = h.shape[0] // 2
+        torch.add(xt, self.b2, out=dst).addmm_(self.w2, h[:half] * h[half:])
+
+
+def column_tiles(pixels, rows):
+    """Column slices of a (rows, pixels) map, each about :data:`TILE_FLOATS` floats (cache-resident)."""
+    tile = max(256, TILE_FLOATS // rows)
+    return [slice(j, j + tile) for j in range(0, pixels, tile)]
+
+
+class FusedBlock(_Inference):
+    """:class:`~.ecma_arch.ECMABlock` at inference: its feed-forward part writes over the CML's output,
+    which nothing else holds, so a block needs one c-channel map less."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.cml = FusedCML(block.cml)
+        self.ffn = FusedGatedFFN(block.ffn) if isinstance(block.ffn, GatedFFN) else None
+
+    def forward(self, x):
+        y = self.cml(x)
+        return self.ffn(y, out=y) if self.ffn is not None else y
 
 
 class FusedFusion(_Inference):
@@ -257,7 +317,7 @@ class FusedFusion(_Inference):
         return out
 
 
-FUSERS = {CML: FusedCML, GatedFFN: FusedGatedFFN, Fusion: FusedFusion}
+FUSERS = {ECMABlock: FusedBlock, CML: FusedCML, GatedFFN: FusedGatedFFN, Fusion: FusedFusion}
 
 
 def _replace_children(module):
