@@ -92,3 +92,18 @@ def test_fused_fft_spectrum_is_cached_per_plane():
         first = dict(conv._spectra)
         fused(torch.rand(1, 3, 16, 16))
     assert len(first) == 1 and all(conv._spectra[k] is v for k, v in first.items())
+
+
+def test_cmls_share_one_q_buffer_that_lives_for_one_forward():
+    net = _randomise(ECMA(**TINY))
+    fused = fuse_for_inference(net)
+    cmls = [m for m in fused.modules() if isinstance(m, FusedCML)]
+    workspace = cmls[0].workspace
+    assert len(cmls) > 1 and all(m.workspace is workspace for m in cmls)
+    seen = set()
+    for m in cmls:
+        m.register_forward_hook(lambda mod, inp, out: seen.add(mod.workspace.buffer.data_ptr()))
+    with torch.inference_mode():
+        fused(torch.rand(1, 3, 24, 16))
+    assert len(seen) == 1  # every level wrote its Q over the same memory
+    assert workspace.buffer is None

@@ -21,12 +21,15 @@ once, here:
 * :class:`FusedFusion`: the fusion block's 1x1 conv (Sec. 3.3) is folded into the 2x2 stride-2
   transposed conv, so neither the full-resolution concatenation nor the upsampled map exists.
 * 1x1 convs go to oneDNN directly on CPU (:func:`pointwise_conv`).
+* The CMLs of a network take their Q buffer from one :class:`Workspace`, released after each
+  forward, instead of allocating a Q of each level's size per block.
 
 The fused modules hold buffers, not parameters: a fused copy is for inference only (calling
 ``train()`` on it raises). Count MACs on the unfused network: the fusion block's rewrite also
 saves MACs, and the papers count the architecture.
 """
 import copy
+import math
 
 import torch
 import torch.nn as nn
@@ -199,6 +202,7 @@ class FusedCML(_Inference):
         gamma = cml.gamma.detach().view(-1)
         self.register_buffer('reduce_w', cml.reduce.weight.detach() * gamma.view(-1, 1, 1, 1))
         self.register_buffer('reduce_b', cml.reduce.bias.detach() * gamma)
+        self.workspace = None  # shared by the CMLs of one network (fuse_for_inference)
 
     def forward(self, x):
         q_all = self._branches(x)
@@ -208,7 +212,8 @@ class FusedCML(_Inference):
     def _branches(self, x):
         """Q of every LAM in one buffer; the expanded map and the contexts are freed on return."""
         parts = torch.split(pointwise_conv(x, self.expand_w, self.expand_b), self.splits, dim=1)
-        q_all = x.new_empty(x.shape[0], self.reduce_w.shape[1], *x.shape[-2:])
+        shape = (x.shape[0], self.reduce_w.shape[1], *x.shape[-2:])
+        q_all = self.workspace.take(shape, x) if self.workspace is not None else x.new_empty(shape)
         start, prev = 0, None
         for i, lam in enumerate(self.lams):
             prev = lam(parts[2 * i], parts[2 * i + 1], prev if self.cascade else None,
@@ -329,6 +334,31 @@ def _replace_children(module):
             _replace_children(child)
 
 
+class Workspace:
+    """One buffer for the Q maps of every fused CML of a network, released after each forward.
+
+    The blocks run one after another and each needs Q (9c/4 channels) only until its reduce conv,
+    so one buffer sized for the largest level serves them all: with glibc keeping freed memory,
+    Q maps of changing sizes allocated and freed per block fragmented the heap (ECMA-B 1280x720).
+    """
+
+    def __init__(self):
+        self.buffer = None
+
+    def take(self, shape, like):
+        """A tensor of ``shape`` (``like``'s dtype and device) over the start of the shared buffer."""
+        numel = math.prod(shape)
+        b = self.buffer
+        if b is None or b.numel() < numel or b.dtype != like.dtype or b.device != like.device:
+            self.buffer = None  # free the smaller one before allocating
+            self.buffer = b = like.new_empty(numel)
+        return b[:numel].view(shape)
+
+    def release(self, *args):
+        """Forward hook of the network: the buffer lives for one forward only."""
+        self.buffer = None
+
+
 def fuse_for_inference(net, inplace=False):
     """The network with ECMA's blocks replaced by their inference-only fused forms.
 
@@ -346,5 +376,10 @@ def fuse_for_inference(net, inplace=False):
     target = net if inplace else copy.deepcopy(net)
     with torch.no_grad():
         _replace_children(target)
+    workspace = Workspace()
+    for m in target.modules():
+        if isinstance(m, FusedCML):
+            m.workspace = workspace
+    target.register_forward_hook(workspace.release)
     target.requires_grad_(False)
     return target.eval()
