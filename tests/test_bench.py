@@ -255,7 +255,7 @@ def test_mac_count_is_the_architectures_not_the_fused_copys():
     """The fused inference copy folds the fusion's 1x1 conv into the upsampling (fewer MACs at full
     resolution); MACs are counted on the network as built, which is what the papers count."""
     from mmengine.analysis import FlopAnalyzer
-    from mmengine.analysis.jit_handles import addmm_flop_jit
+    from mmengine.analysis.jit_handles import addmm_flop_jit, norm_flop_counter
 
     from ecma_basicsr.analysis.flops import conv_mode_handle
     from ecma_basicsr.archs import fuse_for_inference
@@ -267,7 +267,8 @@ def test_mac_count_is_the_architectures_not_the_fused_copys():
     with torch.no_grad():
         fused = FlopAnalyzer(fuse_for_inference(net), (x, ))
         fused.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        fused.set_op_handle(**{'aten::mkldnn_convolution': conv_mode_handle, 'aten::addmm_': addmm_flop_jit})
+        fused.set_op_handle(**{'aten::mkldnn_convolution': conv_mode_handle, 'aten::addmm_': addmm_flop_jit,
+                               'aten::native_group_norm': norm_flop_counter(1)})  # the in-place GroupNorm
         # the rewrite saves W_a at full resolution (8 x 8 channels, 32 x 32; the norms are traced differently)
         assert 0.9 * 8 * 8 * 32 * 32 < built.total() - fused.total() <= 8 * 8 * 32 * 32
 
@@ -323,3 +324,26 @@ def test_list_names_every_preset_and_group(capsys):
     for label, p in presets().items():
         assert any(line.split()[:3] == [label, p.task, p.arch + ':'] for line in out.splitlines()), label
     assert all(f'group {name}:' in out for name in GROUPS)
+
+
+def test_rounds_interleave_the_networks_and_pool_their_runs(tmp_path, capsys):
+    from ecma_basicsr.cli import main
+    code = main(['bench', '--nets', TINY_ECMA, TINY_SR, '--sizes', '32x32', '--repeats', '2', '--rounds', '2',
+                 '--threads', '1', '--gemm-n', '128', '--no-macs', '--out', str(tmp_path)])
+    assert code == 0
+    log = capsys.readouterr().out
+    order = [line.split()[0] for line in log.splitlines() if '(round ' in line]
+    assert order == ['tiny', 'tinysr', 'tiny', 'tinysr']  # A B A B, not A A B B
+    with open(tmp_path / 'raw.json') as f:
+        raw = json.load(f)
+    rows = {r['label']: r for r in raw}
+    for label in ('tiny', 'tinysr'):
+        res = rows[label]['sizes']['32x32']
+        lat = res['latency_ms']
+        assert res['rounds'] == 2 and lat['runs'] == 4 and len(lat['times']) == 4
+        assert lat['min'] == min(lat['times']) and lat['max'] == max(lat['times'])
+        assert len(res['gemm_probes']) == 2
+    with open(tmp_path / 'results.md') as f:
+        assert 'in each of 2 interleaved rounds, pooled' in f.read()
+    assert main(['bench', '--nets', TINY_ECMA, '--rounds', '0']) == 1
+    assert '--rounds must be >= 1' in capsys.readouterr().err

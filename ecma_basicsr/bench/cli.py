@@ -54,6 +54,10 @@ def build_parser():
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: os.cpu_count())')
     p.add_argument('--warmup', type=int, default=1, help='untimed runs before timing (default 1)')
     p.add_argument('--repeats', type=int, default=5, help='timed runs per size (default 5)')
+    p.add_argument('--rounds', type=int, default=1,
+                   help='time every network N times, interleaved (A B C A B C ...), and pool the timed runs of all '
+                        'rounds, so a slow spell of a shared machine hits every network alike; MACs and test '
+                        'sets are measured in the first round only (default 1)')
     p.add_argument('--budget', type=float, default=120.0,
                    help='seconds per network and size; a size predicted to need more for one forward is reported '
                         'as over budget (default 120; 0 = no limit)')
@@ -113,8 +117,8 @@ def main(argv=None):
             raise BenchError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu.")
     elif args.device != 'cpu':
         raise BenchError(f"--device '{args.device}' is not supported; use cpu or cuda[:index].")
-    if repeats < 1 or warmup < 0:
-        raise BenchError('--repeats must be >= 1 and --warmup >= 0.')
+    if repeats < 1 or warmup < 0 or args.rounds < 1:
+        raise BenchError('--repeats and --rounds must be >= 1 and --warmup >= 0.')
     size_list = sorted((parse_size(s) for s in sizes), key=lambda hw: hw[0] * hw[1])
     specs = expand_specs(nets, args.weights)
     testsets = [parse_testset(t, seed=args.seed, limit=args.limit_images) for t in args.testset]
@@ -126,7 +130,7 @@ def main(argv=None):
     cfg = BenchConfig(sizes=size_list, device=args.device, threads=args.threads or os.cpu_count() or 1,
                       warmup=warmup, repeats=repeats, budget=args.budget or 0, eval_budget=args.eval_budget or 0,
                       gemm_n=args.gemm_n, count_macs=not args.no_macs, keep_freed_memory=args.keep_freed_memory,
-                      seed=args.seed, statistic=statistic)
+                      seed=args.seed, statistic=statistic, rounds=args.rounds)
     load = _load()
     if load is not None and cfg.threads > 1 and load > (os.cpu_count() or 1):
         print(f'warning: load average {load:.1f} on {os.cpu_count()} cores: other processes compete for the CPU, and '

@@ -25,9 +25,12 @@ def sync(device):
 
 
 def summarize(times):
-    """Median, mean, min, max, IQR (when >= 4 runs) of ``times`` in seconds, returned in ms."""
-    ms = sorted(t * 1e3 for t in times)
-    out = dict(median=statistics.median(ms), mean=statistics.fmean(ms), min=ms[0], max=ms[-1], runs=len(ms))
+    """Median, mean, min, max, IQR (when >= 4 runs) of ``times`` in seconds, returned in ms, with the
+    runs themselves (``times``, ms, in run order) so that runs of several rounds can be pooled."""
+    runs = [t * 1e3 for t in times]
+    ms = sorted(runs)
+    out = dict(median=statistics.median(ms), mean=statistics.fmean(ms), min=ms[0], max=ms[-1], runs=len(ms),
+               times=runs)
     if len(ms) >= 4:
         q = statistics.quantiles(ms, n=4)
         out['iqr'] = q[2] - q[0]

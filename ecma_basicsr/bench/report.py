@@ -142,6 +142,7 @@ def provenance(cfg, info, argv):
         gemm_gmac_per_s_end_best=info.get('gemm_end_best', 0) / 1e9, keep_freed_memory=cfg.keep_freed_memory,
         load_average_start=info.get('load_start'), load_average_end=info.get('load_end'),
         elapsed_s=info.get('elapsed_s'), statistic=cfg.statistic, warmup=cfg.warmup, repeats=cfg.repeats,
+        rounds=getattr(cfg, 'rounds', 1),
         budget_s=cfg.budget, eval_budget_s=cfg.eval_budget, sizes=[f'{w}x{h}' for h, w in cfg.sizes])
 
 
@@ -177,7 +178,8 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
               f"- glibc keeps freed memory (--keep-freed-memory): {'yes' if prov['keep_freed_memory'] else 'no'}",
               f"- load average (1 min) at start/end: {prov['load_average_start']} / {prov['load_average_end']}",
               f"- latency: {prov['warmup']} warm-up, {prov['statistic']} of up to {prov['repeats']} timed runs "
-              f"([min - max] in brackets), budget {prov['budget_s']:.0f} s per network and size",
+              + (f"in each of {prov['rounds']} interleaved rounds, pooled " if prov.get('rounds', 1) > 1 else '')
+              + f"([min - max] in brackets), budget {prov['budget_s']:.0f} s per network and size",
               f"- command: `{prov['command']}`", '']
     head = ['network', 'params (M)']
     for s in size_keys:

@@ -9,10 +9,12 @@ machine's GEMM ceiling is measured here at the start and the end of the run, and
 probes it again right before each size, so the fraction is taken against the ceiling measured
 next to the network (the machine may be shared).
 """
+import dataclasses
 import json
 import os
 import queue
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .measure import summarize
 from .networks import NetSpec
 from .testsets import TestSet
 from .worker import MARK
@@ -42,6 +45,7 @@ class BenchConfig:
     keep_freed_memory: bool = False
     seed: int = 0
     statistic: str = 'median'
+    rounds: int = 1
 
 
 @dataclass
@@ -177,6 +181,27 @@ def run_network(spec, tasks, cfg, log=print):
     return row
 
 
+def pool_round(row, later):
+    """Add the timed runs of a later round to ``row``: latency statistics over the runs of every round,
+    the largest peak memory, the median GEMM probe; a size that failed in any round keeps that status."""
+    for key, res in later.sizes.items():
+        mine = row.sizes.get(key)
+        if not mine or 'latency_ms' not in mine:
+            continue
+        if 'latency_ms' not in res:
+            mine['status'] = f"round {mine.get('rounds', 1) + 1}: {res.get('status')}"
+            continue
+        times = mine['latency_ms']['times'] + res['latency_ms']['times']
+        first_s = mine['latency_ms'].get('first_s')
+        mine['latency_ms'] = dict(summarize([t / 1e3 for t in times]), first_s=first_s)
+        mine['peak_mem_bytes'] = max(mine['peak_mem_bytes'], res['peak_mem_bytes'])
+        probes = mine.setdefault('gemm_probes', [[mine['gemm_macs_per_s'], mine['gemm_best_macs_per_s']]])
+        probes.append([res['gemm_macs_per_s'], res['gemm_best_macs_per_s']])
+        mine['gemm_macs_per_s'] = statistics.median(p[0] for p in probes)
+        mine['gemm_best_macs_per_s'] = max(p[1] for p in probes)
+        mine['rounds'] = mine.get('rounds', 1) + 1
+
+
 def deadline_s(task, cfg):
     d = task_deadline(task, cfg)
     return f'{d:.0f}' if d else 'inf'
@@ -246,12 +271,21 @@ def run_all(specs, testsets, cfg, log=print):
     if testsets:
         log('reference rows ...')
         rows += reference_rows(testsets, sr_scales, log=log)
-    for spec in specs:
-        log(f'{spec.label} ...')
-        tasks = [dict(kind='size', h=h, w=w) for h, w in cfg.sizes]
-        if spec.checkpoint:
-            tasks += [dict(kind='eval', testset=ts.to_dict()) for ts in testsets if ts.applies_to(spec.scale)]
-        rows.append(run_network(spec, tasks, cfg, log))
+    first = {}
+    for r in range(cfg.rounds):
+        # later rounds time the sizes again, interleaved with the other networks; MACs and scores need one
+        rcfg = cfg if r == 0 else dataclasses.replace(cfg, count_macs=False)
+        for spec in specs:
+            log(f'{spec.label} ...' + (f' (round {r + 1} of {cfg.rounds})' if cfg.rounds > 1 else ''))
+            tasks = [dict(kind='size', h=h, w=w) for h, w in cfg.sizes]
+            if r == 0 and spec.checkpoint:
+                tasks += [dict(kind='eval', testset=ts.to_dict()) for ts in testsets if ts.applies_to(spec.scale)]
+            row = run_network(spec, tasks, rcfg, log)
+            if r == 0:
+                first[spec.label] = row
+                rows.append(row)
+            else:
+                pool_round(first[spec.label], row)
     info['gemm_end'], info['gemm_end_best'] = gemm_throughput(cfg.gemm_n, repeats=5, device=cfg.device)
     info['elapsed_s'] = time.time() - info['started']
     log(f'GEMM ceiling at the end: {info["gemm_end"] / 1e9:.1f} GMAC/s; run took {info["elapsed_s"]:.0f} s')
