@@ -14,8 +14,8 @@ the whole-image one; the README gives the measured PSNR gap per overlap.
 ``auto_tile`` picks the largest tile whose forward fits a memory budget, from the peak memory of two
 small probe forwards (a linear fit of bytes against pixels: the networks here have activations that
 grow with the pixel count and no global attention). The fit can under-predict large tiles (IRNeXt needed
-1.55x its fitted bytes per pixel at 2416 px), so ``fit_tile`` then measures one forward of the chosen tile
-and shrinks it until the measured peak fits.
+1.55x its fitted bytes per pixel at 2416 px), so ``fit_tile`` then measures a forward at half the chosen
+tile's area, raises the fit to it, and measures the tile chosen again, shrinking it until its peak fits.
 """
 import math
 
