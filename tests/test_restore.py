@@ -195,3 +195,40 @@ def test_fit_tile_with_a_real_network_measures_its_forward():
     assert peak > 0
     tile, measured = fit_tile(512, 512, int(peak * 3), model, measure)  # a budget where 512x512 cannot fit
     assert 0 < tile < 512 and measured is not None
+
+
+def test_restore_auto_tile_checks_once_per_size_within_the_budget_minus_held_memory(tmp_path, monkeypatch, capsys):
+    """The command's wiring of fit_tile: the fit from the probes under-predicts 4x here, the budget is the
+    whole process (held memory is subtracted), and a folder of same-sized images is checked once."""
+    import re
+
+    from ecma_basicsr import restore, tiling
+    _save_tiny(tmp_path / 'w.pth')
+    (tmp_path / 'in').mkdir()
+    for name in ('a', 'b'):
+        cv2.imwrite(str(tmp_path / 'in' / f'{name}.png'), smooth_image(np.random.default_rng(3), 256, 256))
+    monkeypatch.setattr(tiling, 'memory_model', lambda *a, **k: (0.0, 1000.0))
+    calls = []
+
+    def measure_forward(*args, **kwargs):  # the network needs 4x what the probes' fit says
+        return lambda th, tw: calls.append((th, tw)) or 4000.0 * th * tw
+
+    monkeypatch.setattr(tiling, 'measure_forward', measure_forward)
+    budget = 100 * 2**20
+    tiles = {}
+    for held in (0, 30 * 2**20):
+        monkeypatch.setattr(tiling, 'held_memory', lambda device='cpu', held=held: held)
+        calls.clear()
+        out = tmp_path / f'out{held}'
+        assert restore.main([f'{TINY}@{tmp_path / "w.pth"}', '--input', str(tmp_path / 'in'), '--output', str(out),
+                             '--max-memory', str(budget), '--tile-overlap', '16', '--quiet']) == 0
+        captured = capsys.readouterr()
+        checked = re.findall(r'256x256: tile (\d+) checked', captured.err)
+        assert len(checked) == 1 and len(calls) >= 2  # one check (half area, then the tile) for both images
+        tile = int(checked[0])
+        assert captured.out.count(f'tiles {tile}/16') == 2
+        out_bytes = 1 * 4 * 512 * 512 * 4 + 512 * 512 * 3  # float output + weight accumulators, uint8 image
+        assert 4000.0 * tile * tile * 1.2 + out_bytes + held <= budget
+        assert cv2.imread(str(out / 'a.png')).shape == (512, 512, 3)
+        tiles[held] = tile
+    assert tiles[30 * 2**20] < tiles[0]

@@ -117,8 +117,7 @@ class FusedGroupedConv(_Inference):
         return f'kernel={tuple(self.weight.shape)}, mode={self.mode}'
 
     def _apply(self, fn, recurse=True):
-        self._spectra = {}  # a move (device, dtype) invalidates the cached spectra and the split kernel
-        self.__dict__.pop('_split', None)
+        self._spectra = {}  # a move (device, dtype) invalidates the cached spectra
         return super()._apply(fn, recurse)
 
     def spectrum(self, x):
@@ -135,10 +134,8 @@ class FusedGroupedConv(_Inference):
         """
         if self.mode != 'spatial' or self.weight.shape[1] < 3:
             return self.forward(cascade_context(prev, raw), out)
-        if not hasattr(self, '_split'):
-            self._split = self.weight[:, :1].contiguous(), self.weight[:, 1:].contiguous()
-        w_prev, w_raw = self._split
-        return spatial_conv_into(raw, w_raw, None, out).add_(depthwise_terms(prev, w_prev, self.bias))
+        w = self.weight
+        return spatial_conv_into(raw, w[:, 1:], None, out).add_(depthwise_terms(prev, w[:, :1], self.bias))
 
     def forward(self, x, out=None):
         path = self.mode
@@ -223,11 +220,9 @@ class FusedCML(_Inference):
 
 
 def group_norm_(x, groups, weight, bias, eps):
-    """``F.group_norm`` written over its contiguous input: the statistics of a group are taken before any
-    of its elements is written, so no second buffer of Q's size (9c/4 channels) is needed."""
+    """``F.group_norm`` written over its input, a contiguous Q buffer: the statistics of a group are taken
+    before any of its elements is written, so no second buffer of Q's size (9c/4 channels) is needed."""
     n, c = x.shape[:2]
-    if not x.is_contiguous():
-        return x.copy_(F.group_norm(x, groups, weight, bias, eps))
     stats = x.new_empty(0), x.new_empty(0)
     torch.ops.aten.native_group_norm.out(x, weight, bias, n, c, x[0, 0].numel(), groups, eps,
                                          out0=x, out1=stats[0], out2=stats[1])

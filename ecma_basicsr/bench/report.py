@@ -142,7 +142,7 @@ def provenance(cfg, info, argv):
         gemm_gmac_per_s_end_best=info.get('gemm_end_best', 0) / 1e9, keep_freed_memory=cfg.keep_freed_memory,
         load_average_start=info.get('load_start'), load_average_end=info.get('load_end'),
         elapsed_s=info.get('elapsed_s'), statistic=cfg.statistic, warmup=cfg.warmup, repeats=cfg.repeats,
-        rounds=getattr(cfg, 'rounds', 1),
+        rounds=cfg.rounds,
         budget_s=cfg.budget, eval_budget_s=cfg.eval_budget, sizes=[f'{w}x{h}' for h, w in cfg.sizes])
 
 
