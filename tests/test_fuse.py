@@ -10,7 +10,7 @@ import torch
 
 from ecma_basicsr.archs import fuse_for_inference
 from ecma_basicsr.archs.ecma_arch import ABLATIONS, CML, ECMA, ECMASR, ECMABlock, Fusion, GatedFFN
-from ecma_basicsr.archs.ecma_fuse import FusedBlock, FusedCML, FusedFusion, FusedGatedFFN
+from ecma_basicsr.archs.ecma_fuse import FusedBlock, FusedCML, FusedFusion, FusedGatedFFN, group_moments
 from ecma_basicsr.archs.nafnet_arch import NAFNet
 
 TINY = dict(width=8, enc_blocks=(1, 2), kernels=(8, 6))
@@ -48,6 +48,21 @@ def test_fused_equals_network_for_every_ablation(ablation):
     net = _randomise(ECMA(large_kernel_mode='fft', **dict(ABLATIONS[ablation], **TINY)))  # tiny blocks, not aligned
     fused = _compare(net, torch.rand(2, 3, 21, 30))
     assert any(isinstance(m, FusedFusion) for m in fused.modules())
+
+
+def test_group_moments_are_groupnorms_statistics_even_far_from_zero():
+    """The folded GroupNorm's statistics, over several cache chunks (the last one partial), stay exact for
+    groups whose mean is 10^4 times their spread, where E[x^2] - E[x]^2 in float32 would lose every digit."""
+    gen = torch.Generator().manual_seed(0)
+    per_group = lambda *v: torch.tensor(v).repeat_interleave(4).view(1, 12, 1, 1)  # noqa: E731
+    x = torch.randn(2, 12, 37, 53, generator=gen) * per_group(1e-2, 1.0, 3.0) + per_group(100.0, 0.0, -5.0)
+    mean, var = group_moments(x, 3, chunk=1000)  # 4 x 37 x 53 = 7844 values per group: 8 chunks
+    ref_var, ref_mean = torch.var_mean(x.double().view(2, 3, -1), dim=2, correction=0)
+    assert mean.dtype == var.dtype == torch.float32 and mean.shape == var.shape == (2, 3)
+    torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-6, atol=0)
+    torch.testing.assert_close(var.double(), ref_var, rtol=1e-4, atol=0)
+    naive = (x.view(2, 3, -1).square().mean(2) - x.view(2, 3, -1).mean(2).square())[:, 0]
+    assert ((naive.double() - ref_var[:, 0]).abs() > 0.1 * ref_var[:, 0]).all()  # what the chunks avoid
 
 
 @pytest.mark.parametrize('mode', ['fft', 'spatial', 'auto'])

@@ -11,10 +11,10 @@ once, here:
 * :class:`FusedCML`: every LAM writes its Q (Eq. 3) into one buffer, so the reduce conv needs no
   concatenation; the grouped context convs write their group sum into that buffer, and on the
   spatial path a cascaded LAM convolves O'_{i-1} and I'_i apart instead of building their
-  interleaved concatenation (Eq. 5); one GroupNorm call normalises all LAMs in place (their groups
-  are independent and all c/4 channels wide); gamma is folded into the reduce conv and the
-  residual added in place; the FFT large kernel reuses its spectrum per plane size, takes the
-  spectral product in place and adds its bias on the DC bin.
+  interleaved concatenation (Eq. 5); GroupNorm is never written out: its statistics are taken in
+  one cache-blocked read of Q (:func:`group_moments`) and its affine, like gamma, folded into the
+  reduce conv, which is linear; the residual is added in place; the FFT large kernel reuses its
+  spectrum per plane size, takes the spectral product in place and adds its bias on the DC bin.
 * :class:`FusedGatedFFN`: the feed-forward part runs over cache-sized tiles of pixels, with the
   LayerNorm affine folded into the first 1x1 conv and gamma into the second; inside a
   :class:`FusedBlock` it writes over the CML's output.
@@ -203,8 +203,14 @@ class FusedCML(_Inference):
 
     def forward(self, x):
         q_all = self._branches(x)
-        group_norm_(q_all, self.groups, self.norm_w, self.norm_b, self.eps)
-        return pointwise_conv(q_all, self.reduce_w, self.reduce_b).add_(x)
+        mean, var = group_moments(q_all, self.groups)
+        scale = self.norm_w * (var + self.eps).rsqrt().repeat_interleave(q_all.shape[1] // self.groups, dim=1)
+        shift = self.norm_b - mean.repeat_interleave(q_all.shape[1] // self.groups, dim=1) * scale
+        out = torch.empty_like(x)
+        for i in range(x.shape[0]):  # GroupNorm's statistics differ per sample, so does the folded conv
+            w, b = fold_affine_into_pointwise(self.reduce_w, self.reduce_b, scale[i], shift[i])
+            out[i:i + 1] = pointwise_conv(q_all[i:i + 1], w, b)
+        return out.add_(x)
 
     def _branches(self, x):
         """Q of every LAM in one buffer; the expanded map and the contexts are freed on return."""
@@ -219,14 +225,35 @@ class FusedCML(_Inference):
         return q_all
 
 
-def group_norm_(x, groups, weight, bias, eps):
-    """``F.group_norm`` written over its input, a contiguous Q buffer: the statistics of a group are taken
-    before any of its elements is written, so no second buffer of Q's size (9c/4 channels) is needed."""
-    n, c = x.shape[:2]
-    stats = x.new_empty(0), x.new_empty(0)
-    torch.ops.aten.native_group_norm.out(x, weight, bias, n, c, x[0, 0].numel(), groups, eps,
-                                         out0=x, out1=stats[0], out2=stats[1])
-    return x
+def group_moments(x, groups, chunk=2 ** 15):
+    """Mean and (biased) variance of each of ``groups`` contiguous channel groups of ``x`` per sample.
+
+    GroupNorm's statistics without its output pass: the map is read once, in column chunks that stay
+    in cache, each reduced to its mean and sum of squared deviations (two passes within the chunk, so
+    no E[x^2] - E[x]^2 cancellation) and the chunks combined in float64 (Chan et al.'s pairwise rule).
+
+    Returns:
+        tuple[Tensor, Tensor]: (B, groups) float32 means and variances.
+    """
+    rows = x.reshape(x.shape[0] * groups, -1)
+    means, m2s, sizes = [], [], []
+    for j in range(0, rows.shape[1], chunk):
+        part = rows[:, j:j + chunk]
+        m = part.mean(1, keepdim=True)
+        means.append(m)
+        m2s.append(torch.linalg.vector_norm(part - m, dim=1, keepdim=True).square_())
+        sizes.append(part.shape[1])
+    means, m2s = torch.cat(means, 1).double(), torch.cat(m2s, 1).double()
+    n = means.new_tensor(sizes)
+    mean = (means * n).sum(1, keepdim=True) / n.sum()
+    var = (m2s.sum(1) + ((means - mean).square() * n).sum(1)) / n.sum()
+    return mean.view(x.shape[0], groups).to(x.dtype), var.view(x.shape[0], groups).to(x.dtype)
+
+
+def fold_affine_into_pointwise(weight, bias, scale, shift):
+    """Weight and bias of conv1x1(scale * q + shift) as one 1x1 conv of q (a per-channel affine folded in)."""
+    w = weight.flatten(1)
+    return (w * scale).view_as(weight), torch.addmv(bias, w, shift)
 
 
 class FusedGatedFFN(_Inference):
