@@ -251,6 +251,33 @@ def test_a_size_predicted_over_budget_is_reported_not_run():
     assert out['macs_estimated'] and out['macs'] == pytest.approx(4e6)
 
 
+def test_compile_times_every_network_compiled_as_built(tmp_path):
+    """``--compile``: the timed module is torch.compile of the network as built (ECMA's 'auto' large kernels
+    pinned for the size), equal to it within 1e-5 (relative to the output's scale); the compiling first
+    forward is reported, not timed."""
+    from ecma_basicsr.bench.measure import compile_for_inference
+    from ecma_basicsr.cli import main
+    torch.manual_seed(0)
+    net = parse_and_build(TINY_ECMA).eval()
+    with torch.no_grad():
+        for p in net.parameters():  # zero-initialised gammas would hide the blocks
+            p.normal_(0, 0.3)
+    x = torch.rand(1, 3, 20, 28)
+    model, seconds = compile_for_inference(net, x)
+    assert seconds > 0
+    with torch.inference_mode():
+        got, ref = model(x), net(x)
+    assert (got - ref).abs().max().item() <= 1e-5 * max(1.0, ref.abs().max().item())
+    out = tmp_path / 'run'
+    assert main(['bench', '--nets', TINY_ECMA, '--sizes', '20x28', '--repeats', '1', '--threads', '1', '--compile',
+                 '--no-macs', '--gemm-n', '256', '--out', str(out)]) == 0
+    _, (row, ) = read_csv(out / 'results.csv')
+    assert row['status@20x28'] == 'ok' and float(row['lat_median_ms@20x28']) > 0
+    assert float(row['compile_s@20x28']) > float(row['lat_median_ms@20x28']) / 1e3  # compiling is not timed
+    md = (out / 'results.md').read_text()
+    assert '- torch.compile (--compile): yes' in md and 'first forward, compiling (not in the latency): tiny at' in md
+
+
 def test_mac_count_is_the_architectures_not_the_fused_copys():
     """The fused inference copy folds the fusion's 1x1 conv into the upsampling (fewer MACs at full
     resolution); MACs are counted on the network as built, which is what the papers count."""

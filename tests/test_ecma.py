@@ -3,7 +3,13 @@ import pytest
 import torch
 
 from ecma_basicsr.archs.ecma_arch import ABLATIONS, ECMA, ECMASR, same_cost_spatial_kernel
-from ecma_basicsr.archs.fft_conv import LargeKernelConv, fast_fft_size, fft_grouped_conv, spatial_grouped_conv
+from ecma_basicsr.archs.fft_conv import (
+    LargeKernelConv,
+    fast_fft_size,
+    fft_grouped_conv,
+    pin_large_kernel_paths,
+    spatial_grouped_conv,
+)
 
 
 @pytest.mark.parametrize('k', [8, 16, 24, 32])
@@ -62,6 +68,26 @@ def test_modes_give_identical_outputs_and_auto_picks_one():
     assert (outs['auto'] - outs['spatial']).abs().max() < 1e-4
     conv = next(m for m in net.modules() if isinstance(m, LargeKernelConv))
     assert conv.path_for(torch.rand(1, conv.in_channels, 40, 24)) in ('fft', 'spatial')
+
+
+def test_pinned_paths_are_what_auto_measures_on_a_copy():
+    """For a traced forward (``basicsr bench --compile``) 'auto' is replaced by its choice for the input size,
+    on a copy: the network keeps 'auto', the copy computes the same function."""
+    torch.manual_seed(0)
+    net = ECMA(width=8, enc_blocks=(1, 1), kernels=(8, 4)).eval()
+    with torch.no_grad():
+        for p in net.parameters():  # zero-initialised gammas would hide the large kernels
+            p.normal_(0, 0.3)
+    x = torch.rand(1, 3, 24, 40)
+    pinned = pin_large_kernel_paths(net, x)
+    autos = [m for m in net.modules() if isinstance(m, LargeKernelConv)]
+    fixed = [m for m in pinned.modules() if isinstance(m, LargeKernelConv)]
+    assert pinned is not net and len(fixed) == len(autos) > 0
+    assert all(m.mode == 'auto' for m in autos) and all(m.mode in ('fft', 'spatial') for m in fixed)
+    with torch.no_grad():
+        torch.testing.assert_close(pinned(x), net(x), rtol=0, atol=1e-5)
+    spatial = ECMA(width=8, enc_blocks=(1, 1), kernels=(8, 4), large_kernel_mode='spatial')
+    assert pin_large_kernel_paths(spatial, x) is spatial  # nothing to pin: no copy
 
 
 def test_auto_timing_stops_early_when_one_path_is_clearly_slower():

@@ -17,6 +17,7 @@ k in 8..32 and odd/even sizes). The FFT always runs in float32, autocast or not.
 ``auto`` measures both paths once per (device, dtype, shape, kernel) and keeps the faster:
 on CPUs a depthwise ``conv2d`` often beats the FFT at small spatial sizes.
 """
+import copy
 import math
 import time
 
@@ -210,6 +211,35 @@ class LargeKernelConv(GroupedSameConv):
         if self.path_for(x) == 'spatial':
             return spatial_grouped_conv(x, self.weight, self.bias)
         return fft_grouped_conv(x, self.weight, self.bias)
+
+
+def pin_large_kernel_paths(net, x):
+    """``net``, or a copy of it, whose 'auto' large-kernel convs take the path 'auto' picks for input ``x``.
+
+    A traced forward (``torch.compile``) cannot time the two paths as 'auto' does; both compute the
+    same function, so fixing the measured choice per input size changes only the speed. ``net`` itself
+    is returned when it has no 'auto' conv, else an eval-mode copy (``net`` keeps 'auto').
+    """
+    autos = [m for m in net.modules() if isinstance(m, LargeKernelConv) and m.mode == 'auto']
+    if not autos:
+        return net
+    target = copy.deepcopy(net).eval()
+    chosen = {}
+
+    def record(conv, args):  # a pre-hook's return value would replace the input: return None
+        chosen.setdefault(conv, conv.path_for(args[0]))
+
+    convs = [m for m in target.modules() if isinstance(m, LargeKernelConv) and m.mode == 'auto']
+    hooks = [m.register_forward_pre_hook(record) for m in convs]
+    try:
+        with torch.no_grad():
+            target(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    for m in convs:
+        m.mode = chosen.get(m, m.mode)
+    return target
 
 
 # ------------------------------------------------------------------------------------------------

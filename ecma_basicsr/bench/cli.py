@@ -68,6 +68,9 @@ def build_parser():
                    help="workers keep freed memory (glibc mallopt) instead of mapping large tensors fresh each time; "
                         'on VMs where page faults are slow this changes 1280x720 latencies by up to 2x, for every '
                         'network alike (what jemalloc/tcmalloc preloading does)')
+    p.add_argument('--compile', action='store_true',
+                   help='time torch.compile (inductor, frozen weights) of every network as built, compiled once per '
+                        'size; the compiling first forward is reported apart (compile s), not timed')
     p.add_argument('--no-macs', action='store_true', help='skip the mmengine MAC count (it traces one more forward)')
     p.add_argument('--limit-images', type=int, default=None, help='evaluate at most this many images per test set')
     p.add_argument('--seed', type=int, default=0, help='seed of the random inputs and of the awgn noise')
@@ -130,7 +133,7 @@ def main(argv=None):
     cfg = BenchConfig(sizes=size_list, device=args.device, threads=args.threads or os.cpu_count() or 1,
                       warmup=warmup, repeats=repeats, budget=args.budget or 0, eval_budget=args.eval_budget or 0,
                       gemm_n=args.gemm_n, count_macs=not args.no_macs, keep_freed_memory=args.keep_freed_memory,
-                      seed=args.seed, statistic=statistic, rounds=args.rounds)
+                      seed=args.seed, statistic=statistic, rounds=args.rounds, compile=args.compile)
     load = _load()
     if load is not None and cfg.threads > 1 and load > (os.cpu_count() or 1):
         print(f'warning: load average {load:.1f} on {os.cpu_count()} cores: other processes compete for the CPU, and '

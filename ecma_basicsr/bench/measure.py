@@ -9,6 +9,7 @@
   ``/proc/self/status``, reset through ``/proc/self/clear_refs``; ``ru_maxrss`` where that is
   not possible, which only grows, so sizes must go small to large).
 * :func:`keep_freed_memory`: optional glibc setting that avoids page faults on large tensors.
+* :func:`compile_for_inference`: ``basicsr bench --compile``, the same ``torch.compile`` for every network.
 """
 import os
 import re
@@ -70,6 +71,28 @@ def time_forward(fn, device='cpu', warmup=1, repeats=5, budget=None):
     out = summarize(times)
     out['first_s'] = first
     return out
+
+
+def compile_for_inference(net, x):
+    """``torch.compile`` (inductor, weights frozen as constants) of ``net`` for inputs shaped like ``x``.
+
+    Every network is compiled as built, with no network-specific rewrite, so the comparison stays
+    fair; only ECMA's 'auto' large-kernel paths are fixed first to what 'auto' measures for ``x``
+    (a traced forward cannot time them; both paths give the same result). The first forward, which
+    compiles, is run here.
+
+    Returns:
+        tuple: (compiled module, seconds of that first forward).
+    """
+    import torch._inductor.config as inductor_config
+
+    from ecma_basicsr.archs.fft_conv import pin_large_kernel_paths
+    model = torch.compile(pin_large_kernel_paths(net, x), dynamic=False)
+    start = time.perf_counter()
+    with inductor_config.patch(freezing=True), torch.inference_mode():
+        model(x)
+    sync(x.device)
+    return model, time.perf_counter() - start
 
 
 def gemm_throughput(n=1536, repeats=5, device='cpu'):

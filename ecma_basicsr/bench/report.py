@@ -18,6 +18,7 @@ macs_estimated@S            1 when scaled from a smaller size (the traced count 
 lat_median_ms@S             median latency of the timed runs (``lat_mean_ms``, ``lat_min_ms``,
                             ``lat_max_ms``, ``lat_iqr_ms`` with >= 4 runs; ``runs``)
 peak_mem_mb@S               peak memory above the loaded model during the runs (CPU: peak RSS)
+compile_s@S                 with ``--compile``: seconds of the first, compiling forward (not timed)
 gmac_per_s@S                achieved GMAC/s = gmacs_fft / median latency
 gemm_gmac_per_s@S           float32 GEMM throughput measured right before this network's runs
 gemm_frac@S                 gmac_per_s / gemm_gmac_per_s (medians)
@@ -38,7 +39,8 @@ import platform
 import subprocess
 
 SIZE_COLUMNS = ('input', 'gmacs', 'gmacs_fft', 'fft_gmacs', 'macs_estimated', 'lat_median_ms', 'lat_mean_ms',
-                'lat_min_ms', 'lat_max_ms', 'lat_iqr_ms', 'runs', 'peak_mem_mb', 'gmac_per_s', 'gemm_gmac_per_s',
+                'lat_min_ms', 'lat_max_ms', 'lat_iqr_ms', 'runs', 'peak_mem_mb', 'compile_s', 'gmac_per_s',
+                'gemm_gmac_per_s',
                 'gemm_frac', 'gemm_frac_best', 'status')
 EVAL_COLUMNS = ('psnr', 'ssim', 'images', 'eval_status')
 BASE_COLUMNS = ('label', 'kind', 'arch', 'config', 'task', 'scale', 'checkpoint', 'params')
@@ -67,6 +69,7 @@ def size_metrics(result):
                lat_median_ms=lat.get('median'), lat_mean_ms=lat.get('mean'), lat_min_ms=lat.get('min'),
                lat_max_ms=lat.get('max'), lat_iqr_ms=lat.get('iqr'), runs=lat.get('runs'),
                peak_mem_mb=r['peak_mem_bytes'] / 2**20 if r.get('peak_mem_bytes') is not None else None,
+               compile_s=r.get('compile_s'),
                gemm_gmac_per_s=r['gemm_macs_per_s'] / 1e9 if r.get('gemm_macs_per_s') else None,
                gmac_per_s=None, gemm_frac=None, gemm_frac_best=None, status=r.get('status'))
     if total is not None and lat.get('median'):
@@ -140,6 +143,7 @@ def provenance(cfg, info, argv):
         gemm_gmac_per_s_start=info.get('gemm_start', 0) / 1e9, gemm_gmac_per_s_end=info.get('gemm_end', 0) / 1e9,
         gemm_gmac_per_s_start_best=info.get('gemm_start_best', 0) / 1e9,
         gemm_gmac_per_s_end_best=info.get('gemm_end_best', 0) / 1e9, keep_freed_memory=cfg.keep_freed_memory,
+        compile=cfg.compile,
         load_average_start=info.get('load_start'), load_average_end=info.get('load_end'),
         elapsed_s=info.get('elapsed_s'), statistic=cfg.statistic, warmup=cfg.warmup, repeats=cfg.repeats,
         rounds=cfg.rounds,
@@ -176,6 +180,9 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
               f"(best {prov['gemm_gmac_per_s_end_best']:.1f}); each network's fraction uses the probe taken "
               'right before its runs',
               f"- glibc keeps freed memory (--keep-freed-memory): {'yes' if prov['keep_freed_memory'] else 'no'}",
+              '- torch.compile (--compile): ' + ('yes: inductor with frozen weights, every network as built, '
+                                                 'compiled per size; compile time in the notes'
+                                                 if prov.get('compile') else 'no (eager; ECMA in its fused form)'),
               f"- load average (1 min) at start/end: {prov['load_average_start']} / {prov['load_average_end']}",
               f"- latency: {prov['warmup']} warm-up, {prov['statistic']} of up to {prov['repeats']} timed runs "
               + (f"in each of {prov['rounds']} interleaved rounds, pooled " if prov.get('rounds', 1) > 1 else '')
@@ -186,7 +193,7 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
         head += [f'GMACs {s} (+FFT)', f'latency {s}', f'peak MB {s}', f'% GEMM {s}']
     head += [f'{t} PSNR / SSIM' for t in set_names]
     lines += ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
-    notes, cut = [], []
+    notes, cut, compiled = [], [], []
     for row in rows:
         cells = [row.label + (' *(ref)*' if row.kind == 'reference' else ''),
                  f'{row.params / 1e6:.3f}' if row.params else '']
@@ -203,6 +210,8 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
             if frac and m.get('gemm_frac_best') is not None:
                 frac += f" ({100 * m['gemm_frac_best']:.0f}%)"
             cells.append(frac)
+            if m.get('compile_s') is not None:
+                compiled.append(f"{row.label} at {s} {m['compile_s']:.0f} s")
             if m.get('status', 'ok').startswith('ok ('):
                 cut.append(f"{row.label} at {s} ({m['runs']})")
             elif m.get('status') and m['status'] != 'ok':
@@ -225,6 +234,8 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
               'probe. PSNR/SSIM only where weights were given; references need none.', '']
     if cut:
         notes.append('fewer timed runs than --repeats to stay within the budget: ' + ', '.join(cut))
+    if compiled:
+        notes.append('first forward, compiling (not in the latency): ' + ', '.join(compiled))
     if notes:
         lines += ['Notes:', ''] + [f'- {n}' for n in notes] + ['']
     if plots:

@@ -46,6 +46,7 @@ class BenchConfig:
     seed: int = 0
     statistic: str = 'median'
     rounds: int = 1
+    compile: bool = False
 
 
 @dataclass
@@ -125,7 +126,8 @@ def run_network(spec, tasks, cfg, log=print):
     while remaining:
         job = dict(spec=spec.to_dict(), tasks=remaining, device=cfg.device, threads=cfg.threads, warmup=cfg.warmup,
                    repeats=cfg.repeats, budget=cfg.budget, eval_budget=cfg.eval_budget, gemm_n=cfg.gemm_n,
-                   count_macs=cfg.count_macs, keep_freed_memory=cfg.keep_freed_memory, seed=cfg.seed)
+                   count_macs=cfg.count_macs, keep_freed_memory=cfg.keep_freed_memory, seed=cfg.seed,
+                   compile=cfg.compile)
         run = WorkerRun(job)
         current, deadline = None, time.monotonic() + STARTUP_S
         done = set()

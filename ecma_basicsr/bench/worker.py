@@ -2,7 +2,9 @@
 
 Run as ``python -m ecma_basicsr.bench.worker JOB.json``. The job holds the network spec, the device,
 thread count, warm-up/repeat counts, the per-task time budget and the tasks: ``size`` (latency,
-peak memory, GEMM probe, MACs at one input size) and ``eval`` (PSNR/SSIM on one test set). Sizes
+peak memory, GEMM probe, MACs at one input size) and ``eval`` (PSNR/SSIM on one test set). With
+``compile`` the size tasks time ``torch.compile`` of the network as built, compiled per size
+(:func:`~.measure.compile_for_inference`); evaluation stays eager (the same function, any image size). Sizes
 come small to large. Each result is printed on stdout as ``@@BENCH@@ {json}``, so the parent
 keeps what finished even when a later task runs out of memory or time and the process is killed.
 
@@ -40,7 +42,7 @@ def run_size(net, fast, spec, task, job, state):
 
     from ecma_basicsr.analysis.flops import analyze_macs
 
-    from .measure import PeakMemory, gemm_throughput, time_forward
+    from .measure import PeakMemory, compile_for_inference, gemm_throughput, time_forward
 
     device, budget = job['device'], job['budget']
     h_in, w_in = input_size(task['h'], task['w'], spec.scale)
@@ -57,6 +59,8 @@ def run_size(net, fast, spec, task, job, state):
         return out
     gen = torch.Generator().manual_seed(job.get('seed', 0))
     x = torch.rand(1, spec.in_ch, h_in, w_in, generator=gen).to(device)
+    if job.get('compile'):  # compiled per size (static shapes); the compile time is reported, not budgeted
+        fast, out['compile_s'] = compile_for_inference(net, x)
     started = time.monotonic()
     out['gemm_macs_per_s'], out['gemm_best_macs_per_s'] = gemm_throughput(job.get('gemm_n', 1536), device=device)
     shape_box = {}
