@@ -125,9 +125,12 @@ def test_smoke_race_trains_scores_and_repeats(tmp_path, shared):
         assert c['scores']['Set5']['images'] == 1 and c['scores']['Set5']['psnr'] > 10
         assert [it for it, _ in c['curve']] == [1, 2, 3, 4]  # val every tenth, at least every iteration
     assert set(task['floors']) == {'Set5', 'Set14'} and task['budget_spread'] < BUDGET_TOLERANCE
-    # seeded: the same contender trained again gives the same scores
+    # seeded: the same contender trained again gives the same scores and validation curve
     assert race_main(args[:3] + ['ECMA-SR'] + args[4:-1] + [str(tmp_path / 'again')]) == 0
     again = json.load(open(tmp_path / 'again' / 'race.json'))['tasks']['sr']['contenders'][0]
     first = task['contenders'][0]
     assert again['scores']['Set5']['psnr'] == pytest.approx(first['scores']['Set5']['psnr'], abs=1e-6)
-    assert again['curve'] == first['curve']
+    # to round-off: 'auto' times the large kernel's two exact paths in each run, and under load it may pick
+    # the other one (they agree to float32 round-off, ~1e-7 dB here)
+    assert [it for it, _ in again['curve']] == [it for it, _ in first['curve']]
+    assert [p for _, p in again['curve']] == pytest.approx([p for _, p in first['curve']], abs=1e-5)
