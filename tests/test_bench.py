@@ -270,12 +270,16 @@ def test_compile_times_every_network_compiled_as_built(tmp_path):
     assert (got - ref).abs().max().item() <= 1e-5 * max(1.0, ref.abs().max().item())
     out = tmp_path / 'run'
     assert main(['bench', '--nets', TINY_ECMA, '--sizes', '20x28', '--repeats', '1', '--threads', '1', '--compile',
-                 '--no-macs', '--gemm-n', '256', '--out', str(out)]) == 0
-    _, (row, ) = read_csv(out / 'results.csv')
-    assert row['status@20x28'] == 'ok' and float(row['lat_median_ms@20x28']) > 0
-    assert float(row['compile_s@20x28']) > float(row['lat_median_ms@20x28']) / 1e3  # compiling is not timed
+                 'both', '--no-macs', '--gemm-n', '256', '--out', str(out)]) == 0
+    _, (eager, compiled) = read_csv(out / 'results.csv')
+    assert (eager['label'], compiled['label']) == ('tiny', 'tiny (compiled)')
+    for row in (eager, compiled):
+        assert row['status@20x28'] == 'ok' and float(row['lat_median_ms@20x28']) > 0
+    assert eager['compile_s@20x28'] == ''
+    assert float(compiled['compile_s@20x28']) > float(compiled['lat_median_ms@20x28']) / 1e3  # not timed
     md = (out / 'results.md').read_text()
-    assert '- torch.compile (--compile): yes' in md and 'first forward, compiling (not in the latency): tiny at' in md
+    assert '- modes: eager (ECMA in its fused' in md and 'and compiled (rows marked' in md
+    assert 'first forward, compiling (not in the latency): tiny (compiled) at 20x28' in md
 
 
 def test_mac_count_is_the_architectures_not_the_fused_copys():

@@ -17,6 +17,8 @@ import sys
 
 from . import BenchError
 
+# --compile: the modes each network is timed in (one results row per mode)
+COMPILE_MODES = {None: ('eager', ), 'only': ('compiled', ), 'both': ('eager', 'compiled')}
 PRESETS = {
     # ECMA Table 10: inference time at 1280x720, average of 10 runs
     'table10': dict(sizes=['1280x720'], repeats=10, warmup=2, statistic='mean',
@@ -68,9 +70,10 @@ def build_parser():
                    help="workers keep freed memory (glibc mallopt) instead of mapping large tensors fresh each time; "
                         'on VMs where page faults are slow this changes 1280x720 latencies by up to 2x, for every '
                         'network alike (what jemalloc/tcmalloc preloading does)')
-    p.add_argument('--compile', action='store_true',
+    p.add_argument('--compile', nargs='?', const='only', choices=[k for k in COMPILE_MODES if k],
                    help='time torch.compile (inductor, frozen weights) of every network as built, compiled once per '
-                        'size; the compiling first forward is reported apart (compile s), not timed')
+                        "size, in rows marked '(compiled)'; the compiling first forward is reported apart, not timed. "
+                        "'--compile both' also times every network eager, interleaved with its compiled row")
     p.add_argument('--no-macs', action='store_true', help='skip the mmengine MAC count (it traces one more forward)')
     p.add_argument('--limit-images', type=int, default=None, help='evaluate at most this many images per test set')
     p.add_argument('--seed', type=int, default=0, help='seed of the random inputs and of the awgn noise')
@@ -133,7 +136,7 @@ def main(argv=None):
     cfg = BenchConfig(sizes=size_list, device=args.device, threads=args.threads or os.cpu_count() or 1,
                       warmup=warmup, repeats=repeats, budget=args.budget or 0, eval_budget=args.eval_budget or 0,
                       gemm_n=args.gemm_n, count_macs=not args.no_macs, keep_freed_memory=args.keep_freed_memory,
-                      seed=args.seed, statistic=statistic, rounds=args.rounds, compile=args.compile)
+                      seed=args.seed, statistic=statistic, rounds=args.rounds, modes=COMPILE_MODES[args.compile])
     load = _load()
     if load is not None and cfg.threads > 1 and load > (os.cpu_count() or 1):
         print(f'warning: load average {load:.1f} on {os.cpu_count()} cores: other processes compete for the CPU, and '

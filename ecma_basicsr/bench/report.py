@@ -43,6 +43,9 @@ SIZE_COLUMNS = ('input', 'gmacs', 'gmacs_fft', 'fft_gmacs', 'macs_estimated', 'l
                 'gemm_gmac_per_s',
                 'gemm_frac', 'gemm_frac_best', 'status')
 EVAL_COLUMNS = ('psnr', 'ssim', 'images', 'eval_status')
+MODE_TEXT = {'eager': 'eager (ECMA in its fused inference form, the others as built)',
+             'compiled': "compiled (rows marked '(compiled)': torch.compile, inductor with frozen weights, every "
+                         'network as built, compiled per size; compile times in the notes)'}
 BASE_COLUMNS = ('label', 'kind', 'arch', 'config', 'task', 'scale', 'checkpoint', 'params')
 
 
@@ -143,7 +146,7 @@ def provenance(cfg, info, argv):
         gemm_gmac_per_s_start=info.get('gemm_start', 0) / 1e9, gemm_gmac_per_s_end=info.get('gemm_end', 0) / 1e9,
         gemm_gmac_per_s_start_best=info.get('gemm_start_best', 0) / 1e9,
         gemm_gmac_per_s_end_best=info.get('gemm_end_best', 0) / 1e9, keep_freed_memory=cfg.keep_freed_memory,
-        compile=cfg.compile,
+        modes=list(cfg.modes),
         load_average_start=info.get('load_start'), load_average_end=info.get('load_end'),
         elapsed_s=info.get('elapsed_s'), statistic=cfg.statistic, warmup=cfg.warmup, repeats=cfg.repeats,
         rounds=cfg.rounds,
@@ -180,9 +183,7 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
               f"(best {prov['gemm_gmac_per_s_end_best']:.1f}); each network's fraction uses the probe taken "
               'right before its runs',
               f"- glibc keeps freed memory (--keep-freed-memory): {'yes' if prov['keep_freed_memory'] else 'no'}",
-              '- torch.compile (--compile): ' + ('yes: inductor with frozen weights, every network as built, '
-                                                 'compiled per size; compile time in the notes'
-                                                 if prov.get('compile') else 'no (eager; ECMA in its fused form)'),
+              '- modes: ' + ' and '.join(MODE_TEXT[m] for m in prov.get('modes', ['eager'])),
               f"- load average (1 min) at start/end: {prov['load_average_start']} / {prov['load_average_end']}",
               f"- latency: {prov['warmup']} warm-up, {prov['statistic']} of up to {prov['repeats']} timed runs "
               + (f"in each of {prov['rounds']} interleaved rounds, pooled " if prov.get('rounds', 1) > 1 else '')

@@ -46,7 +46,7 @@ class BenchConfig:
     seed: int = 0
     statistic: str = 'median'
     rounds: int = 1
-    compile: bool = False
+    modes: tuple = ('eager', )  # 'eager' and/or 'compiled' (torch.compile): one row per network and mode
 
 
 @dataclass
@@ -119,15 +119,15 @@ def task_deadline(task, cfg):
     return 3 * per + 60 if per else None
 
 
-def run_network(spec, tasks, cfg, log=print):
-    """Measure one network: returns a :class:`Row` (worker restarted after a lost task)."""
-    row = Row(spec.label, spec=spec.to_dict())
+def run_network(spec, tasks, cfg, log=print, compiled=False):
+    """Measure one network, eager or ``compiled``: returns a :class:`Row` (worker restarted after a lost task)."""
+    row = Row(row_label(spec.label, compiled), spec=spec.to_dict())
     remaining = list(tasks)
     while remaining:
         job = dict(spec=spec.to_dict(), tasks=remaining, device=cfg.device, threads=cfg.threads, warmup=cfg.warmup,
                    repeats=cfg.repeats, budget=cfg.budget, eval_budget=cfg.eval_budget, gemm_n=cfg.gemm_n,
                    count_macs=cfg.count_macs, keep_freed_memory=cfg.keep_freed_memory, seed=cfg.seed,
-                   compile=cfg.compile)
+                   compile=compiled)
         run = WorkerRun(job)
         current, deadline = None, time.monotonic() + STARTUP_S
         done = set()
@@ -181,6 +181,11 @@ def run_network(spec, tasks, cfg, log=print):
                 _store(row, t, dict(status='skipped (a smaller size already failed)'))
             remaining = [t for t in remaining if t['kind'] != 'size']
     return row
+
+
+def row_label(label, compiled):
+    """The results row of a network: compiled rows are marked, so both modes can share a table."""
+    return f'{label} (compiled)' if compiled else label
 
 
 def pool_round(row, later):
@@ -277,17 +282,18 @@ def run_all(specs, testsets, cfg, log=print):
     for r in range(cfg.rounds):
         # later rounds time the sizes again, interleaved with the other networks; MACs and scores need one
         rcfg = cfg if r == 0 else dataclasses.replace(cfg, count_macs=False)
-        for spec in specs:
-            log(f'{spec.label} ...' + (f' (round {r + 1} of {cfg.rounds})' if cfg.rounds > 1 else ''))
+        for spec, mode in [(spec, mode) for spec in specs for mode in cfg.modes]:
+            label = row_label(spec.label, mode == 'compiled')
+            log(f'{label} ...' + (f' (round {r + 1} of {cfg.rounds})' if cfg.rounds > 1 else ''))
             tasks = [dict(kind='size', h=h, w=w) for h, w in cfg.sizes]
-            if r == 0 and spec.checkpoint:
+            if r == 0 and spec.checkpoint and mode == cfg.modes[0]:  # scores are the same in both modes
                 tasks += [dict(kind='eval', testset=ts.to_dict()) for ts in testsets if ts.applies_to(spec.scale)]
-            row = run_network(spec, tasks, rcfg, log)
+            row = run_network(spec, tasks, rcfg, log, compiled=mode == 'compiled')
             if r == 0:
-                first[spec.label] = row
+                first[label] = row
                 rows.append(row)
             else:
-                pool_round(first[spec.label], row)
+                pool_round(first[label], row)
     info['gemm_end'], info['gemm_end_best'] = gemm_throughput(cfg.gemm_n, repeats=5, device=cfg.device)
     info['elapsed_s'] = time.time() - info['started']
     log(f'GEMM ceiling at the end: {info["gemm_end"] / 1e9:.1f} GMAC/s; run took {info["elapsed_s"]:.0f} s')
