@@ -138,7 +138,7 @@ def run_network(spec, tasks, cfg, log=print, compiled=False):
                     msg = run.lines.get(timeout=timeout)
                 except queue.Empty:
                     what = 'startup' if current is None else _task_name(remaining[current])
-                    log(f'  {spec.label}: {what} timed out; killing the worker')
+                    log(f'  {row.label}: {what} timed out; killing the worker')
                     run.kill()
                     if current is None:
                         row.status = f'worker did not start within {STARTUP_S} s'
@@ -150,7 +150,7 @@ def run_network(spec, tasks, cfg, log=print, compiled=False):
                     run.proc.wait()
                     if current is not None and current not in done:
                         reason = _death_reason(run)
-                        log(f'  {spec.label}: {_task_name(remaining[current])}: {reason}')
+                        log(f'  {row.label}: {_task_name(remaining[current])}: {reason}')
                         _store(row, remaining[current], dict(status=reason))
                         done.add(current)
                     elif current is None and run.proc.returncode:
@@ -159,7 +159,7 @@ def run_network(spec, tasks, cfg, log=print, compiled=False):
                     break
                 if msg['event'] == 'fatal':
                     row.status = msg['error']
-                    log(f'  {spec.label}: {msg["error"]}')
+                    log(f'  {row.label}: {msg["error"]}')
                     return row
                 if msg['event'] == 'built':
                     row.params, row.summary = msg['params'], msg.get('summary')
@@ -170,7 +170,7 @@ def run_network(spec, tasks, cfg, log=print, compiled=False):
                 elif msg['event'] == 'result':
                     _store(row, remaining[msg['index']], msg['result'])
                     done.add(msg['index'])
-                    log(f'  {spec.label}: {_task_name(remaining[msg["index"]])}: {_brief(msg["result"])}')
+                    log(f'  {row.label}: {_task_name(remaining[msg["index"]])}: {_brief(msg["result"])}')
         finally:
             run.close()
         remaining = [t for i, t in enumerate(remaining) if i not in done]
