@@ -203,9 +203,10 @@ class FusedCML(_Inference):
 
     def forward(self, x):
         q_all = self._branches(x)
-        mean, var = group_moments(q_all, self.groups)
-        scale = self.norm_w * (var + self.eps).rsqrt().repeat_interleave(q_all.shape[1] // self.groups, dim=1)
-        shift = self.norm_b - mean.repeat_interleave(q_all.shape[1] // self.groups, dim=1) * scale
+        mean, var = (m.repeat_interleave(q_all.shape[1] // self.groups, dim=1)  # per group -> per channel
+                     for m in group_moments(q_all, self.groups))
+        scale = self.norm_w * (var + self.eps).rsqrt()
+        shift = self.norm_b - mean * scale
         out = torch.empty_like(x)
         for i in range(x.shape[0]):  # GroupNorm's statistics differ per sample, so does the folded conv
             w, b = fold_affine_into_pointwise(self.reduce_w, self.reduce_b, scale[i], shift[i])

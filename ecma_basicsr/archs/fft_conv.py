@@ -220,8 +220,7 @@ def pin_large_kernel_paths(net, x):
     same function, so fixing the measured choice per input size changes only the speed. ``net`` itself
     is returned when it has no 'auto' conv, else an eval-mode copy (``net`` keeps 'auto').
     """
-    autos = [m for m in net.modules() if isinstance(m, LargeKernelConv) and m.mode == 'auto']
-    if not autos:
+    if not any(isinstance(m, LargeKernelConv) and m.mode == 'auto' for m in net.modules()):
         return net
     target = copy.deepcopy(net).eval()
     chosen = {}
