@@ -207,10 +207,10 @@ class FusedCML(_Inference):
                      for m in group_moments(q_all, self.groups))
         scale = self.norm_w * (var + self.eps).rsqrt()
         shift = self.norm_b - mean * scale
-        out = torch.empty_like(x)
-        for i in range(x.shape[0]):  # GroupNorm's statistics differ per sample, so does the folded conv
-            w, b = fold_affine_into_pointwise(self.reduce_w, self.reduce_b, scale[i], shift[i])
-            out[i:i + 1] = pointwise_conv(q_all[i:i + 1], w, b)
+        # GroupNorm's statistics differ per sample, so does the folded conv
+        out = [pointwise_conv(q_all[i:i + 1], *fold_affine_into_pointwise(self.reduce_w, self.reduce_b, s, t))
+               for i, (s, t) in enumerate(zip(scale, shift))]
+        out = out[0] if len(out) == 1 else torch.cat(out)  # a single image needs no copy
         return out.add_(x)
 
     def _branches(self, x):
