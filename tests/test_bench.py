@@ -323,6 +323,32 @@ def test_keep_freed_memory_keeps_even_a_multi_gigabyte_free():
     assert after > peak - 2 ** 28, f'RSS fell from {peak} to {after} bytes: freed memory was returned'
 
 
+def test_mapped_large_allocations_leave_the_kept_heap_alone_and_only_inside_the_block():
+    """The MAC count of GRL-B, traced with every allocation on the kept heap, fragmented it past
+    12 GB: inside the block a large tensor must be mapped (the program break does not move),
+    after it the heap is kept again (the break moves)."""
+    import subprocess
+    import sys
+    code = ('import ctypes, torch, ecma_basicsr\n'
+            'from ecma_basicsr.bench.measure import keep_freed_memory, mapped_large_allocations\n'
+            'libc = ctypes.CDLL(None); libc.sbrk.restype = ctypes.c_void_p\n'
+            'with mapped_large_allocations():\n'  # before keep_freed_memory: no effect, no error
+            '    pass\n'
+            'assert keep_freed_memory()\n'
+            'b0 = libc.sbrk(0)\n'
+            'with mapped_large_allocations():\n'
+            '    t = torch.ones(2 ** 24)\n'  # 64 MB
+            '    b1 = libc.sbrk(0)\n'
+            '    del t\n'
+            't = torch.ones(2 ** 24)\n'
+            'print(b1 - b0, libc.sbrk(0) - b1)\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    inside, after = map(int, out.stdout.split())
+    assert inside < 2 ** 25, f'the heap grew by {inside} bytes for a 64 MB tensor inside the block'
+    assert after >= 2 ** 26, f'the heap grew by {after} bytes for a 64 MB tensor after the block'
+
+
 def test_stage_profile_names_the_unet_stages_and_accounts_for_every_mac(capsys):
     from ecma_basicsr.bench.networks import build, parse_spec
     from ecma_basicsr.bench.stages import main, stage_macs, stages, time_stages

@@ -11,6 +11,7 @@
 * :func:`keep_freed_memory`: optional glibc setting that avoids page faults on large tensors.
 * :func:`compile_for_inference`: ``basicsr bench --compile``, the same ``torch.compile`` for every network.
 """
+import contextlib
 import os
 import re
 import resource
@@ -117,20 +118,50 @@ def keep_freed_memory():
     the arithmetic (measured: a 64 MB element-wise op 5x slower into fresh memory). This is the
     effect jemalloc / tcmalloc are usually preloaded for. Returns True when it was applied.
     """
+    libc = _libc()
+    if libc is None:
+        return False
+    # -1 disables trimming (mallopt(3)). A finite threshold is an int, at most 2 GB: a network whose
+    # forward frees more than that at the top of the heap (ECMA-B at 1280x720) got it trimmed
+    # and page-faulted back every forward, 1.2-2.5 M faults and 10-18 s of system time per run.
+    kept = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))
+    _KEEP_STATE['kept'] = kept
+    return kept
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt(3) parameters
+_GLIBC_MMAP_MAX = 65536  # glibc's default M_MMAP_MAX
+_KEEP_STATE = {'kept': False}
+
+
+def _libc():
     import ctypes
     import ctypes.util
     name = ctypes.util.find_library('c')
-    if not name:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        m_trim_threshold, m_mmap_max = -1, -4
-        # -1 disables trimming (mallopt(3)). A finite threshold is an int, at most 2 GB: a network whose
-        # forward frees more than that at the top of the heap (ECMA-B at 1280x720) got it trimmed
-        # and page-faulted back every forward, 1.2-2.5 M faults and 10-18 s of system time per run.
-        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, -1))
-    except (OSError, AttributeError):
-        return False
+        libc = ctypes.CDLL(name) if name else None
+        return libc if libc is not None and hasattr(libc, 'mallopt') else None
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def mapped_large_allocations():
+    """Inside the block, large allocations are mapped and unmapped again, as without :func:`keep_freed_memory`.
+
+    For work that is not timed and holds many large tensors alive at once: a traced forward (the MAC
+    count) of GRL-B kept 2.8 GB alive, and with every allocation carved from the one heap, the holes
+    its frees left outgrew 12 GB (the bench worker was killed). Does nothing unless
+    :func:`keep_freed_memory` was applied in this process.
+    """
+    libc = _libc() if _KEEP_STATE['kept'] else None
+    if libc is not None:
+        libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
+    try:
+        yield
+    finally:
+        if libc is not None:
+            libc.mallopt(_M_MMAP_MAX, 0)
 
 
 def _proc_status(key):

@@ -83,7 +83,10 @@ def time_stages(model, x, repeats=3, warmup=1):
 def stage_macs(model, shape):
     """{stage name: MACs (FFT included)} and the whole model's MACs, for one forward of ``shape``."""
     from ecma_basicsr.analysis.flops import analyze_macs
-    count = analyze_macs(model, shape)
+
+    from .measure import mapped_large_allocations
+    with mapped_large_allocations():
+        count = analyze_macs(model, shape)
     return {n: float(count.by_module.get(n, 0)) for n, _ in stages(model)}, count.total
 
 

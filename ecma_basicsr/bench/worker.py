@@ -42,7 +42,7 @@ def run_size(net, fast, spec, task, job, state):
 
     from ecma_basicsr.analysis.flops import analyze_macs
 
-    from .measure import PeakMemory, compile_for_inference, gemm_throughput, time_forward
+    from .measure import PeakMemory, compile_for_inference, gemm_throughput, mapped_large_allocations, time_forward
 
     device, budget = job['device'], job['budget']
     h_in, w_in = input_size(task['h'], task['w'], spec.scale)
@@ -82,7 +82,8 @@ def run_size(net, fast, spec, task, job, state):
     forward_s = lat['median'] / 1e3
     used = time.monotonic() - started
     if job.get('count_macs', True) and (not budget or used + 2.5 * forward_s <= budget or prev is None):
-        count = analyze_macs(net, x)
+        with mapped_large_allocations():
+            count = analyze_macs(net, x)
         out.update(macs=count.macs, fft=count.fft, macs_estimated=False,
                    by_operator={k: float(v) for k, v in count.by_operator.items()})
     elif prev and prev.get('macs') is not None:
