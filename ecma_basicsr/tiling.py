@@ -79,24 +79,34 @@ def tiled_forward(net, x, scale, tile, overlap, batch=1, progress=None):
             progress(1)
         return out
     windows = tiles_of(h, w, tile, overlap)
-    out = weight = None
+    out = None
     for i in range(0, len(windows), batch):
         group = windows[i:i + batch]
         crops = torch.cat([x[:, :, y:y + th, xx:xx + tw] for y, xx, th, tw in group])
         res = net(crops).float()
         if out is None:
             out = torch.zeros(n, res.shape[1], h * scale, w * scale, device=x.device)
-            weight = torch.zeros(1, 1, h * scale, w * scale, device=x.device)
         for j, (y, xx, th, tw) in enumerate(group):
             wy = ramp(th * scale, y > 0, y + th < h, overlap * scale)
             wx = ramp(tw * scale, xx > 0, xx + tw < w, overlap * scale)
-            wt = (wy[:, None] * wx[None, :]).to(x.device)
             ys, xs = slice(y * scale, (y + th) * scale), slice(xx * scale, (xx + tw) * scale)
-            out[:, :, ys, xs] += res[j * n:(j + 1) * n] * wt
-            weight[:, :, ys, xs] += wt
+            out[:, :, ys, xs] += res[j * n:(j + 1) * n] * (wy[:, None] * wx[None, :]).to(x.device)
         if progress:
             progress(len(group))
-    return out.div_(weight)
+    # The tiles are every pair of a row window and a column window, and each tile's weight is the product
+    # of its row and column ramps, so the summed weights are the product of two 1-D sums: no accumulator.
+    wy, wx = (axis_weight_sum(n_px, tile, overlap, scale).to(x.device) for n_px in (h, w))
+    return out.div_(wy[:, None]).div_(wx)
+
+
+def axis_weight_sum(length, tile, overlap, scale=1):
+    """Blend weights of all tiles along one axis, summed, at output resolution (``length * scale``)."""
+    side = min(tile, length)
+    total = torch.zeros(length * scale)
+    for start in tile_starts(length, side, overlap):
+        total[start * scale:(start + side) * scale] += ramp(side * scale, start > 0, start + side < length,
+                                                            overlap * scale)
+    return total
 
 
 def count_tiles(h, w, tile, overlap):
@@ -130,10 +140,10 @@ def release_freed_memory(device):
 
 
 def output_bytes(x, scale, image_bytes=0):
-    """Bytes a tiled run of ``x`` holds besides the forward: the float32 output and weight accumulators of
-    :func:`tiled_forward` (the output has ``x``'s channels) plus ``image_bytes``, the image written from them."""
+    """Bytes a tiled run of ``x`` holds besides the forward: the float32 output accumulator of
+    :func:`tiled_forward` (the output has ``x``'s channels) plus ``image_bytes``, the image written from it."""
     n, c, h, w = x.shape
-    return n * h * w * scale * scale * 4 * (c + 1) + image_bytes
+    return n * h * w * scale * scale * 4 * c + image_bytes
 
 
 def auto_tile(h, w, budget_bytes, model, multiple=8, out_bytes=0, safety=SAFETY):

@@ -2,6 +2,7 @@
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from helpers import run_cli, smooth_image
 
 from ecma_basicsr.archs.ecma_arch import ECMASR
@@ -148,11 +149,28 @@ def test_output_conversion_by_bands_equals_whole_image_rounding():
             assert got.dtype == dtype and np.array_equal(got, ref), (shape, channels, dtype)
 
 
+def test_tiled_blend_weights_are_a_product_of_row_and_column_sums_and_a_pixelwise_net_comes_back_exactly():
+    from ecma_basicsr.tiling import axis_weight_sum, ramp, tiled_forward, tiles_of
+    for h, w, tile, overlap, scale in ((29, 41, 12, 4, 1), (30, 17, 10, 3, 2), (9, 50, 16, 5, 3)):
+        summed = torch.zeros(h * scale, w * scale)  # the 2-D accumulator tiled_forward no longer keeps
+        for y, x, th, tw in tiles_of(h, w, tile, overlap):
+            wy = ramp(th * scale, y > 0, y + th < h, overlap * scale)
+            wx = ramp(tw * scale, x > 0, x + tw < w, overlap * scale)
+            summed[y * scale:(y + th) * scale, x * scale:(x + tw) * scale] += wy[:, None] * wx[None, :]
+        product = axis_weight_sum(h, tile, overlap, scale)[:, None] * axis_weight_sum(w, tile, overlap, scale)
+        assert torch.allclose(product, summed, rtol=1e-6, atol=0)
+        img = torch.rand(2, 3, h, w)
+
+        def net(t, s=scale):  # per pixel, so every tile's output is exactly the whole output's crop
+            return F.interpolate(t * 2 - 1, scale_factor=s, mode='nearest')
+        assert torch.allclose(tiled_forward(net, img, scale, tile, overlap, batch=2), net(img), atol=1e-6)
+
+
 def test_auto_tile_leaves_room_for_the_output_buffers():
     from ecma_basicsr.tiling import auto_tile, output_bytes
     model = (100e6, 2000.0)  # fixed bytes, bytes per input pixel
     x = torch.empty(1, 3, 3000, 4000, device='meta')
-    assert output_bytes(x, 4) == 3000 * 4000 * 16 * 4 * 4 + 0
+    assert output_bytes(x, 4) == 3000 * 4000 * 16 * 3 * 4 + 0  # the float32 output, 3 channels
     plain = auto_tile(3000, 4000, 8 * 2**30, model)
     shared = auto_tile(3000, 4000, 8 * 2**30, model, out_bytes=output_bytes(x, 4, 3000 * 4000 * 16 * 3))
     assert 64 <= shared < plain
