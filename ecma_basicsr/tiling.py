@@ -51,6 +51,11 @@ def ramp(length, left, right, overlap):
     return w
 
 
+def tile_ramp(start, side, length, overlap, scale=1):
+    """:func:`ramp` of the tile at ``start`` (``side`` input pixels) on an axis of ``length``, output resolution."""
+    return ramp(side * scale, start > 0, start + side < length, overlap * scale)
+
+
 def tiles_of(h, w, tile, overlap):
     """``[(top, left, height, width)]`` input windows covering an ``h`` x ``w`` image."""
     th, tw = min(tile, h), min(tile, w)
@@ -87,8 +92,7 @@ def tiled_forward(net, x, scale, tile, overlap, batch=1, progress=None):
         if out is None:
             out = torch.zeros(n, res.shape[1], h * scale, w * scale, device=x.device)
         for j, (y, xx, th, tw) in enumerate(group):
-            wy = ramp(th * scale, y > 0, y + th < h, overlap * scale)
-            wx = ramp(tw * scale, xx > 0, xx + tw < w, overlap * scale)
+            wy, wx = tile_ramp(y, th, h, overlap, scale), tile_ramp(xx, tw, w, overlap, scale)
             ys, xs = slice(y * scale, (y + th) * scale), slice(xx * scale, (xx + tw) * scale)
             out[:, :, ys, xs] += res[j * n:(j + 1) * n] * (wy[:, None] * wx[None, :]).to(x.device)
         if progress:
@@ -104,8 +108,7 @@ def axis_weight_sum(length, tile, overlap, scale=1):
     side = min(tile, length)
     total = torch.zeros(length * scale)
     for start in tile_starts(length, side, overlap):
-        total[start * scale:(start + side) * scale] += ramp(side * scale, start > 0, start + side < length,
-                                                            overlap * scale)
+        total[start * scale:(start + side) * scale] += tile_ramp(start, side, length, overlap, scale)
     return total
 
 

@@ -110,6 +110,11 @@ def gemm_throughput(n=1536, repeats=5, device='cpu'):
     return n ** 3 / (res['median'] / 1e3), n ** 3 / (res['min'] / 1e3)
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt(3) parameters
+_GLIBC_MMAP_MAX = 65536  # glibc's default M_MMAP_MAX
+_KEEP_STATE = {'kept': False}
+
+
 def keep_freed_memory():
     """Make glibc keep freed memory for reuse instead of returning it to the OS (this process only).
 
@@ -127,11 +132,6 @@ def keep_freed_memory():
     kept = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))
     _KEEP_STATE['kept'] = kept
     return kept
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt(3) parameters
-_GLIBC_MMAP_MAX = 65536  # glibc's default M_MMAP_MAX
-_KEEP_STATE = {'kept': False}
 
 
 def _libc():
