@@ -73,7 +73,7 @@ setup(
     packages=find_packages(include=['ecma_basicsr', 'ecma_basicsr.*', 'datasets_prep', 'datasets_prep.*']),
     py_modules=['ecma_basicsr_launcher'],  # the console script, outside the package: --help without torch
     cmdclass={'build_py': BuildPyWithImportHook, 'develop': DevelopWithImportHook},
-    package_data={'ecma_basicsr': ['paper_tables.yaml']},
+    package_data={'ecma_basicsr': ['paper_tables.yaml', 'archs/native/*.c']},
     install_requires=[
         'basicsr==1.4.2',
         'torch>=2.1',

@@ -35,6 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import native_conv
 from .ecma_arch import CML, COMBINE_OPS, ECMABlock, Fusion, GatedFFN, cascade_context
 from .fft_conv import LargeKernelConv, auto_choice, depthwise_terms, fft_plane, kernel_spectrum
 
@@ -135,6 +136,8 @@ class FusedGroupedConv(_Inference):
         if self.mode != 'spatial' or self.weight.shape[1] < 3:
             return self.forward(cascade_context(prev, raw), out)
         w = self.weight
+        if out is not None and native_conv.supports(w, raw, prev, out):
+            return native_conv.grouped_conv(raw, w, self.bias, out, prev=prev)
         return spatial_conv_into(raw, w[:, 1:], None, out).add_(depthwise_terms(prev, w[:, :1], self.bias))
 
     def forward(self, x, out=None):
@@ -144,6 +147,8 @@ class FusedGroupedConv(_Inference):
             if path == 'spatial':  # do not keep a spectrum (up to tens of MB) for a path not taken
                 self._spectra.pop(fft_plane(x.shape[-2], x.shape[-1], self.weight.shape[-1]), None)
         if path == 'spatial':
+            if out is not None and native_conv.supports(self.weight, x, out):
+                return native_conv.grouped_conv(x, self.weight, self.bias, out)
             return spatial_conv_into(x, self.weight, self.bias, out)
         return fft_conv_into_spectrum(x, self.weight, self.bias, self.spectrum(x))
 
@@ -175,11 +180,17 @@ class FusedLAM(_Inference):
 
     def forward(self, x, raw, prev, out):
         """Q of Eq. 3 into ``out``; the context is ``raw`` (I'_i), or Cat(``prev``, ``raw``) when ``prev`` is given."""
-        c = x.shape[1]
-        slot = out[:, out.shape[1] - c:]
-        b = self.conv_ctx(raw, out=slot) if prev is None else self.conv_ctx.cascaded(prev, raw, slot)
-        a = F.conv2d(x, self.w, self.w_bias, padding=self.w.shape[-1] // 2, groups=c)
-        write_branches(a, b, self.combine, out)
+        slots = out.split(x.shape[1], dim=1)
+        b = self.conv_ctx(raw, out=slots[-1]) if prev is None else self.conv_ctx.cascaded(prev, raw, slots[-1])
+        if native_conv.supports(self.w, x, out):
+            if b.data_ptr() != slots[-1].data_ptr():
+                slots[-1].copy_(b)
+            combined = slots[0] if COMBINE_OPS[self.combine] is not None else None
+            native_conv.grouped_conv(x, self.w, self.w_bias, slots[-2], other=slots[-1], combined=combined,
+                                     combine=self.combine)
+        else:
+            a = F.conv2d(x, self.w, self.w_bias, padding=self.w.shape[-1] // 2, groups=x.shape[1])
+            write_branches(a, b, self.combine, out)
         return pointwise_conv(out, self.ctx_w, self.ctx_b) if self.ctx_w is not None else None
 
 

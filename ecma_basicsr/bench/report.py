@@ -124,6 +124,7 @@ def provenance(cfg, info, argv):
     """Where the numbers come from: git revision, versions, device, threads, date, command."""
     import torch
 
+    from ..archs import native_conv
     from .measure import device_name
     try:
         import basicsr
@@ -146,7 +147,7 @@ def provenance(cfg, info, argv):
         gemm_gmac_per_s_start=info.get('gemm_start', 0) / 1e9, gemm_gmac_per_s_end=info.get('gemm_end', 0) / 1e9,
         gemm_gmac_per_s_start_best=info.get('gemm_start_best', 0) / 1e9,
         gemm_gmac_per_s_end_best=info.get('gemm_end_best', 0) / 1e9, keep_freed_memory=cfg.keep_freed_memory,
-        modes=list(cfg.modes),
+        modes=list(cfg.modes), ecma_lam_convs=native_conv.status(),
         load_average_start=info.get('load_start'), load_average_end=info.get('load_end'),
         elapsed_s=info.get('elapsed_s'), statistic=cfg.statistic, warmup=cfg.warmup, repeats=cfg.repeats,
         rounds=cfg.rounds,
@@ -184,6 +185,7 @@ def write_markdown(path, rows, size_keys, set_names, prov, plots):
               'right before its runs',
               f"- glibc keeps freed memory (--keep-freed-memory): {'yes' if prov['keep_freed_memory'] else 'no'}",
               '- modes: ' + ' and '.join(MODE_TEXT[m] for m in prov.get('modes', ['eager'])),
+              "- ECMA's LAM convolutions (fused form): " + prov.get('ecma_lam_convs', 'pytorch (no native kernel yet)'),
               f"- load average (1 min) at start/end: {prov['load_average_start']} / {prov['load_average_end']}",
               f"- latency: {prov['warmup']} warm-up, {prov['statistic']} of up to {prov['repeats']} timed runs "
               + (f"in each of {prov['rounds']} interleaved rounds, pooled " if prov.get('rounds', 1) > 1 else '')

@@ -1,0 +1,198 @@
+"""A native kernel for the spatial convolutions of ECMA's LAMs at inference (used by :mod:`.ecma_fuse`).
+
+On a CPU, PyTorch runs a LAM's grouped W' (Eq. 2, 5) as a depthwise conv of every input
+followed by a sum over each group (a grouped conv with 2-4 inputs per group has no fast kernel),
+and the branches of Q (Eq. 3) as separate passes. ``native/lam_conv.c`` does each of them in one
+pass that keeps the rows it works on in cache: the group sum, the cascade's O'_{i-1} term, the
+bias, the write into Q's slot and the product (or sum) branch (see the C file).
+
+The C file is compiled with the system's C compiler the first time a fused network needs it and
+the library is cached per machine under ``$ECMA_BASICSR_CACHE`` (default
+``~/.cache/ecma_basicsr``); a compiler, flags or source change builds a new one. Without a
+compiler, or with ``ECMA_BASICSR_NATIVE=0``, the fused network uses PyTorch ops instead (one
+warning says why): same results within float32 round-off, slower.
+"""
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'native', 'lam_conv.c')
+FLAGS = ['-O3', '-march=native', '-fopenmp-simd', '-std=c99', '-shared', '-fPIC']
+KERNEL_SIZES = (3, 5, 7)  # the unrolled kernels; PyTorch's own is faster for larger ones
+COMBINE_CODES = {'product': 0, 'add': 1}
+MIN_PIXELS_PER_THREAD = 1 << 14  # below this a thread hand-off costs more than it saves
+
+_state = {'lib': None, 'error': None, 'pool': None}
+_lock = threading.Lock()
+_I64, _I32, _PTR = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p
+_ARGTYPES = [_I64, _I64, _I64, _I64, _I64, _I32, _PTR, _I64, _PTR, _I64, _I32, _PTR, _PTR, _PTR, _I64,
+             _PTR, _I64, _PTR, _I64, _I32]
+
+
+def cache_dir():
+    """Folder of the compiled libraries: ``$ECMA_BASICSR_CACHE``, else ``~/.cache/ecma_basicsr``."""
+    root = os.environ.get('ECMA_BASICSR_CACHE') or os.path.join(
+        os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'), 'ecma_basicsr')
+    return os.path.join(root, 'native')
+
+
+def _cpu_flags():
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            return next((line for line in f if line.startswith(('flags', 'Features'))), '')
+    except OSError:
+        return ''
+
+
+def build(compiler=None):
+    """Compile ``native/lam_conv.c`` unless a library for this source, compiler and CPU is cached.
+
+    Args:
+        compiler (str | None): C compiler; default ``$CC``, else ``cc``.
+
+    Returns:
+        str: Path of the shared library.
+
+    Raises:
+        RuntimeError: the compiler is missing or failed; the message holds its output.
+    """
+    compiler = compiler or os.environ.get('CC') or 'cc'
+    try:
+        version = subprocess.run([compiler, '--version'], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise RuntimeError(f"no C compiler '{compiler}' ({e}); install gcc or set CC") from e
+    with open(SOURCE, 'rb') as f:
+        source = f.read()
+    key = hashlib.sha256(b'\0'.join([source, version.encode(), ' '.join(FLAGS).encode(),
+                                     platform.machine().encode(), _cpu_flags().encode()])).hexdigest()[:16]
+    folder = cache_dir()
+    path = os.path.join(folder, f'lam_conv-{key}.so')
+    if os.path.exists(path):
+        return path
+    os.makedirs(folder, exist_ok=True)
+    # compile beside the target and rename: a concurrent or interrupted build never leaves a partial library
+    fd, tmp = tempfile.mkstemp(suffix='.so.tmp', dir=folder)
+    os.close(fd)
+    try:
+        done = subprocess.run([compiler, *FLAGS, '-o', tmp, SOURCE], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"'{compiler} {' '.join(FLAGS)} {SOURCE}' failed:\n{done.stderr.strip()[-2000:]}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def library():
+    """The loaded kernel library, or None (PyTorch fallback) with one warning saying why."""
+    if _state['lib'] is not None or _state['error'] is not None:
+        return _state['lib']
+    with _lock:
+        if _state['lib'] is None and _state['error'] is None:
+            if os.environ.get('ECMA_BASICSR_NATIVE', '1') == '0':
+                _state['error'] = 'disabled by ECMA_BASICSR_NATIVE=0'
+                return None
+            try:
+                lib = ctypes.CDLL(build())
+                lib.ecma_grouped_conv.argtypes = _ARGTYPES
+                lib.ecma_grouped_conv.restype = ctypes.c_int
+                _state['lib'] = lib
+            except (RuntimeError, OSError) as e:
+                _state['error'] = str(e)
+                warnings.warn(f'ECMA native LAM kernel unavailable, the fused network uses PyTorch ops (slower): {e}',
+                              RuntimeWarning, stacklevel=3)
+    return _state['lib']
+
+
+def status():
+    """'native' when the kernel is loaded, else the reason it is not (for benchmark provenance)."""
+    return 'native' if library() is not None else f"pytorch ({_state['error']})"
+
+
+def supports(weight, *maps):
+    """Whether :func:`grouped_conv` handles this kernel and these maps (else use PyTorch ops)."""
+    k = weight.shape[-1]
+    return (_plain_eager() and weight.shape[-2] == k and k in KERNEL_SIZES and _plane_layout(weight)
+            and all(m is None or _plane_layout(m) for m in maps) and library() is not None)
+
+
+def _plain_eager():
+    """Not traced, compiled, exported or under a dispatch mode (e.g. a MAC counter): those must see PyTorch ops."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+    return not (torch.jit.is_tracing() or torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None)
+
+
+def _plane_layout(t):
+    """A plain float32 CPU tensor (no grad, no subclass such as a fake tensor) with contiguous planes
+    H * W apart and any batch stride: what the kernel reads through raw pointers."""
+    _, _, h, w = t.shape
+    return (type(t) is torch.Tensor and t.dtype == torch.float32 and t.device.type == 'cpu' and not t.requires_grad
+            and t.stride(3) == 1 and t.stride(2) == w and t.stride(1) == h * w)
+
+
+def _pool():
+    with _lock:
+        if _state['pool'] is None:
+            _state['pool'] = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1),
+                                                thread_name_prefix='ecma-native')
+    return _state['pool']
+
+
+def grouped_conv(raw, weight, bias, out, prev=None, other=None, combined=None, combine='product'):
+    """``out`` = the grouped 'same' conv of Cat(``prev``, ``raw``) in cascade order (Eq. 5), + bias.
+
+    Group o of the conv reads channel o of ``prev`` (if given), then channels o*r .. o*r+r-1 of ``raw``,
+    as :func:`~.ecma_arch.cascade_context` orders them. With ``combined``, also writes
+    ``combined = out * other`` (``combine='product'``) or ``out + other`` ('add').
+
+    Args:
+        raw (Tensor): (B, C_out * r, H, W) map.
+        weight (Tensor): (C_out, r + (prev is not None), k, k) contiguous, k in :data:`KERNEL_SIZES`.
+        bias (Tensor | None): (C_out,).
+        out, prev, other, combined (Tensor | None): (B, C_out, H, W) maps; they may be channel
+            slices of larger maps (e.g. Q's slots).
+
+    Returns:
+        Tensor: ``out``.
+    """
+    lib = library()
+    c_out, terms, k, _ = weight.shape
+    b, _, h, w = raw.shape
+    r = terms - (prev is not None)
+    if raw.shape[1] != c_out * r or not weight.is_contiguous() or not supports(weight, raw, out, prev, other,
+                                                                                combined):
+        raise ValueError(f'grouped_conv: unsupported arguments (raw {tuple(raw.shape)}, weight {tuple(weight.shape)})')
+    if bias is not None:
+        bias = bias.contiguous()
+    code = COMBINE_CODES[combine] if combined is not None else 0
+
+    def ptr(t):
+        return None if t is None else t.data_ptr()
+
+    def stride(t):
+        return 0 if t is None else t.stride(0)
+
+    def run(lo, hi):
+        rc = lib.ecma_grouped_conv(b, lo, hi, h, w, k, ptr(prev), stride(prev), ptr(raw), stride(raw), r,
+                                   ptr(weight), ptr(bias), ptr(out), stride(out), ptr(other), stride(other),
+                                   ptr(combined), stride(combined), code)
+        if rc != 0:
+            raise MemoryError(f'ecma_grouped_conv could not allocate its row buffers ({k} x {w} floats)')
+
+    threads = min(torch.get_num_threads(), c_out, max(1, b * h * w * c_out // MIN_PIXELS_PER_THREAD))
+    if threads <= 1:
+        run(0, c_out)
+    else:
+        bounds = [c_out * i // threads for i in range(threads + 1)]
+        for f in [_pool().submit(run, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
+            f.result()
+    return out
