@@ -151,3 +151,15 @@ def test_a_fused_ecma_runs_its_lams_through_the_kernel(monkeypatch):
     # six blocks, each: the dw conv of all three LAMs and the cascaded context convs of LAM 2 and 3
     assert len(calls) == 5 * 3 * 2 and calls.count(True) == 2 * 3 * 2
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-5 * max(1.0, ref.abs().max().item()))
+
+
+@needs_compiler
+def test_channel_norm_is_the_ffns_layernorm_on_a_tile_of_a_larger_map():
+    from ecma_basicsr.archs.ecma_fuse import channel_norm
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 1000, generator=gen) * 3 + 50  # far from zero: the two passes matter
+    tile = x[:, 300:557]  # rows 1000 floats apart
+    torch.testing.assert_close(native_conv.channel_norm(tile, 1e-6), channel_norm(tile, 1e-6), rtol=0, atol=2e-5)
+    assert not native_conv.supports_rows(x.t())
+    with pytest.raises(ValueError, match='unsupported tile'):
+        native_conv.channel_norm(x.t(), 1e-6)

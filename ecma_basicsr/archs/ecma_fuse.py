@@ -291,19 +291,24 @@ class FusedGatedFFN(_Inference):
         c = x.shape[1]
         if out is None or not (out.is_contiguous() and x.is_contiguous()):
             out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        norm = native_conv.channel_norm if native_conv.supports_rows(x.reshape(x.shape[0], -1)) else channel_norm
         for src, dst in zip(x, out):
             src, dst = src.reshape(c, -1), dst.view(c, -1)
             for cols in column_tiles(src.shape[1], c):
-                self.tile(src[:, cols], dst[:, cols])
+                self.tile(src[:, cols], dst[:, cols], norm)
         return out
 
-    def tile(self, xt, dst):
+    def tile(self, xt, dst, norm):
         """The feed-forward part of one (C, pixels) tile ``xt`` written into ``dst`` (which may be ``xt``)."""
-        y = xt - xt.mean(0)
-        y.mul_(y.square().mean(0).add_(self.eps).rsqrt_())  # LayerNorm over channels
-        h = torch.addmm(self.b1, self.w1, y)
+        h = torch.addmm(self.b1, self.w1, norm(xt, self.eps))
         half = h.shape[0] // 2
         torch.add(xt, self.b2, out=dst).addmm_(self.w2, h[:half] * h[half:])
+
+
+def channel_norm(x, eps):
+    """LayerNorm without affine over the rows (channels) of each column of a (C, pixels) tile."""
+    y = x - x.mean(0)
+    return y.mul_(y.square().mean(0).add_(eps).rsqrt_())
 
 
 def column_tiles(pixels, rows):

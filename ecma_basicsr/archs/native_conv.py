@@ -26,6 +26,7 @@ import torch
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'native', 'lam_conv.c')
 FLAGS = ['-O3', '-march=native', '-fopenmp-simd', '-std=c99', '-shared', '-fPIC']
+LIBS = ['-lm']
 KERNEL_SIZES = (3, 5, 7)  # the unrolled kernels; PyTorch's own is faster for larger ones
 COMBINE_CODES = {'product': 0, 'add': 1}
 MIN_PIXELS_PER_THREAD = 1 << 14  # below this a thread hand-off costs more than it saves
@@ -82,7 +83,7 @@ def build(compiler=None):
     fd, tmp = tempfile.mkstemp(suffix='.so.tmp', dir=folder)
     os.close(fd)
     try:
-        done = subprocess.run([compiler, *FLAGS, '-o', tmp, SOURCE], capture_output=True, text=True)
+        done = subprocess.run([compiler, *FLAGS, '-o', tmp, SOURCE, *LIBS], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"'{compiler} {' '.join(FLAGS)} {SOURCE}' failed:\n{done.stderr.strip()[-2000:]}")
         os.replace(tmp, path)
@@ -105,6 +106,8 @@ def library():
                 lib = ctypes.CDLL(build())
                 lib.ecma_grouped_conv.argtypes = _ARGTYPES
                 lib.ecma_grouped_conv.restype = ctypes.c_int
+                lib.ecma_channel_norm.argtypes = [_I64, _I64, _PTR, _I64, _PTR, ctypes.c_float]
+                lib.ecma_channel_norm.restype = ctypes.c_int
                 _state['lib'] = lib
             except (RuntimeError, OSError) as e:
                 _state['error'] = str(e)
@@ -196,3 +199,24 @@ def grouped_conv(raw, weight, bias, out, prev=None, other=None, combined=None, c
         for f in [_pool().submit(run, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
             f.result()
     return out
+
+
+def supports_rows(x):
+    """Whether :func:`channel_norm` can read ``x``: 2-D float32 rows with unit column stride, plain eager."""
+    return (_plain_eager() and x.dim() == 2 and type(x) is torch.Tensor and x.dtype == torch.float32
+            and x.device.type == 'cpu' and not x.requires_grad and x.stride(1) == 1 and library() is not None)
+
+
+def channel_norm(x, eps):
+    """The FFN's channel LayerNorm without affine of a (C, pixels) tile: a new dense (C, pixels) tensor.
+
+    Mean and biased variance over the C rows of each column, two passes, as
+    ``(x - x.mean(0)) * rsqrt(((x - x.mean(0)) ** 2).mean(0) + eps)``.
+    """
+    if not supports_rows(x):
+        raise ValueError(f'channel_norm: unsupported tile {tuple(x.shape)}, strides {x.stride()}, {x.dtype}')
+    c, n = x.shape
+    y = torch.empty(c, n)
+    if library().ecma_channel_norm(c, n, x.data_ptr(), x.stride(0), y.data_ptr(), eps) != 0:
+        raise MemoryError(f'ecma_channel_norm could not allocate its column buffer ({n} floats)')
+    return y

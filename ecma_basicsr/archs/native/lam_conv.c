@@ -17,6 +17,7 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 typedef void (*taps_fn)(float *restrict y, const float *const *rows, const float *restrict w, int64_t width, int k);
@@ -105,5 +106,40 @@ int ecma_grouped_conv(int64_t batch, int64_t o_begin, int64_t o_end, int64_t hei
     }
     free(ring);
     free((void *)rows);
+    return 0;
+}
+
+/*
+ * The channel LayerNorm of the gated FFN (no affine: it is folded into the next conv) over one
+ * tile of pixels: y[c][j] = (x[c][j] - mean_j) / sqrt(var_j + eps), mean and biased variance over
+ * the `channels` rows of column j, in two passes (no E[x^2] - E[x]^2 cancellation). x rows are
+ * `ldx` floats apart, y is dense. Returns 0, or -1 when the column buffer cannot be allocated.
+ */
+int ecma_channel_norm(int64_t channels, int64_t n, const float *x, int64_t ldx, float *y, float eps) {
+    float *acc = malloc(sizeof(float) * (size_t)n);
+    if (acc == NULL) return -1;
+    const float inv = 1.0f / (float)channels;
+    for (int64_t j = 0; j < n; ++j) acc[j] = 0.0f;
+    for (int64_t c = 0; c < channels; ++c) {
+        const float *restrict xr = x + c * ldx;
+        for (int64_t j = 0; j < n; ++j) acc[j] += xr[j];
+    }
+    for (int64_t j = 0; j < n; ++j) acc[j] *= inv; /* mean */
+    for (int64_t c = 0; c < channels; ++c) {
+        const float *restrict xr = x + c * ldx;
+        float *restrict yr = y + c * n;
+        for (int64_t j = 0; j < n; ++j) yr[j] = xr[j] - acc[j];
+    }
+    for (int64_t j = 0; j < n; ++j) acc[j] = 0.0f;
+    for (int64_t c = 0; c < channels; ++c) {
+        const float *restrict yr = y + c * n;
+        for (int64_t j = 0; j < n; ++j) acc[j] += yr[j] * yr[j];
+    }
+    for (int64_t j = 0; j < n; ++j) acc[j] = 1.0f / sqrtf(acc[j] * inv + eps);
+    for (int64_t c = 0; c < channels; ++c) {
+        float *restrict yr = y + c * n;
+        for (int64_t j = 0; j < n; ++j) yr[j] *= acc[j];
+    }
+    free(acc);
     return 0;
 }
