@@ -122,3 +122,23 @@ def test_cmls_share_one_q_buffer_that_lives_for_one_forward():
         fused(torch.rand(1, 3, 24, 16))
     assert len(seen) == 1  # every level wrote its Q over the same memory
     assert workspace.buffer is None
+
+
+def test_blocks_add_their_residual_into_their_input_only_where_nothing_reads_it_again():
+    """ECMA discards its intro features, so even its first block works in place; ECMASR's long skip
+    reads the body's input after the body, so there its first block must leave it alone."""
+    seen = {}
+
+    def watch(name):
+        return lambda m, args, out: seen.__setitem__(name, args[0].data_ptr() == out.data_ptr())
+
+    for label, net in [('ECMA', ECMA(**TINY)), ('ECMASR', ECMASR(upscale=2, **TINY))]:
+        fused = fuse_for_inference(_randomise(net.eval()))
+        fused.body.encoders[0][0].register_forward_hook(watch(f'{label} first'))
+        fused.body.decoders[-1][-1].register_forward_hook(watch(f'{label} last'))
+        x = torch.rand(1, 3, 16, 16)
+        kept = x.clone()
+        with torch.inference_mode():
+            fused(x)
+        assert torch.equal(x, kept)
+    assert seen == {'ECMA first': True, 'ECMA last': True, 'ECMASR first': False, 'ECMASR last': True}

@@ -23,6 +23,13 @@ once, here:
 * 1x1 convs go to oneDNN directly on CPU (:func:`pointwise_conv`).
 * The CMLs of a network take their Q buffer from one :class:`Workspace`, released after each
   forward, instead of allocating a Q of each level's size per block.
+* On a CPU the LAMs' spatial convs (depthwise W, grouped and cascaded W') and the FFN's
+  LayerNorm run in a small native kernel (:mod:`.native_conv`): one pass per conv that writes
+  straight into Q's slots and its product branch, PyTorch ops where it cannot be built.
+* Where nothing reads a block's input afterwards (every block of :class:`~.ecma_arch.ECMA`; all but
+  the first of ECMASR, whose long skip is the body's input) the residual is added into that input,
+  so the references a stage's callers hold to it cost no memory of their own.
+* Kernel spectra of the FFT path are kept per image size up to :data:`SPECTRUM_CACHE_BYTES`.
 
 The fused modules hold buffers, not parameters: a fused copy is for inference only (calling
 ``train()`` on it raises). Count MACs on the unfused network: the fusion block's rewrite also
@@ -36,10 +43,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import native_conv
-from .ecma_arch import CML, COMBINE_OPS, ECMABlock, Fusion, GatedFFN, cascade_context
+from .ecma_arch import CML, COMBINE_OPS, ECMA, ECMABlock, ECMAUNet, Fusion, GatedFFN, cascade_context
 from .fft_conv import LargeKernelConv, auto_choice, depthwise_terms, fft_plane, kernel_spectrum
 
 TILE_FLOATS = 2 ** 17  # pixels x channels per FFN tile: 512 KB, cache-resident
+# a kernel spectrum is kept per image size up to this size; larger ones (a 16-channel k=32 LAM at
+# 1280x720: 62 MB per block) cost more memory, held for the network's life, than their rfft costs time
+SPECTRUM_CACHE_BYTES = 16 << 20
 
 
 def pointwise_conv(x, weight, bias=None):
@@ -123,9 +133,12 @@ class FusedGroupedConv(_Inference):
 
     def spectrum(self, x):
         plane = fft_plane(x.shape[-2], x.shape[-1], self.weight.shape[-1])
-        if plane not in self._spectra:
-            self._spectra[plane] = kernel_spectrum(self.weight, plane)
-        return self._spectra[plane]
+        if plane in self._spectra:
+            return self._spectra[plane]
+        spectrum = kernel_spectrum(self.weight, plane)
+        if spectrum.numel() * spectrum.element_size() <= SPECTRUM_CACHE_BYTES:
+            self._spectra[plane] = spectrum
+        return spectrum
 
     def cascaded(self, prev, raw, out):
         """``forward(cascade_context(prev, raw), out)`` without building the interleaved context.
@@ -211,6 +224,10 @@ class FusedCML(_Inference):
         self.register_buffer('reduce_w', cml.reduce.weight.detach() * gamma.view(-1, 1, 1, 1))
         self.register_buffer('reduce_b', cml.reduce.bias.detach() * gamma)
         self.workspace = None  # shared by the CMLs of one network (fuse_for_inference)
+        # set by fuse_for_inference where nothing reads the block's input afterwards: the residual
+        # sum then goes into the input itself, so the references a stage's callers keep to its
+        # input (a full-resolution map each) share the blocks' memory instead of adding to it
+        self.owns_input = False
 
     def forward(self, x):
         q_all = self._branches(x)
@@ -222,7 +239,7 @@ class FusedCML(_Inference):
         out = [pointwise_conv(q_all[i:i + 1], *fold_affine_into_pointwise(self.reduce_w, self.reduce_b, s, t))
                for i, (s, t) in enumerate(zip(scale, shift))]
         out = out[0] if len(out) == 1 else torch.cat(out)  # a single image needs no copy
-        return out.add_(x)
+        return x.add_(out) if self.owns_input else out.add_(x)
 
     def _branches(self, x):
         """Q of every LAM in one buffer; the expanded map and the contexts are freed on return."""
@@ -398,6 +415,14 @@ class Workspace:
         self.buffer = None
 
 
+def _bodies_whose_input_is_kept(net):
+    """The U-Net bodies whose input someone reads after the body ran: the caller's of a body fused on
+    its own, ECMASR's long skip. Only :class:`~.ecma_arch.ECMA` discards its intro features."""
+    if type(net) is ECMA:
+        return []
+    return [m for m in net.modules() if isinstance(m, ECMAUNet)]
+
+
 def fuse_for_inference(net, inplace=False):
     """The network with ECMA's blocks replaced by their inference-only fused forms.
 
@@ -418,7 +443,9 @@ def fuse_for_inference(net, inplace=False):
     workspace = Workspace()
     for m in target.modules():
         if isinstance(m, FusedCML):
-            m.workspace = workspace
+            m.workspace, m.owns_input = workspace, True
+    for body in _bodies_whose_input_is_kept(target):
+        body.encoders[0][0].cml.owns_input = False
     target.register_forward_hook(workspace.release)
     target.requires_grad_(False)
     return target.eval()
