@@ -163,3 +163,19 @@ def test_channel_norm_is_the_ffns_layernorm_on_a_tile_of_a_larger_map():
     assert not native_conv.supports_rows(x.t())
     with pytest.raises(ValueError, match='unsupported tile'):
         native_conv.channel_norm(x.t(), 1e-6)
+
+
+@needs_compiler
+@pytest.mark.parametrize('chunk', [1000, native_conv.MOMENT_CHUNK])
+def test_group_moments_are_groupnorms_statistics_even_far_from_zero(monkeypatch, chunk):
+    """As the PyTorch version in test_fuse.py: several chunks (the last one partial), groups whose mean is
+    10^4 times their spread, two samples."""
+    monkeypatch.setattr(native_conv, 'MOMENT_CHUNK', chunk)
+    gen = torch.Generator().manual_seed(0)
+    per_group = lambda *v: torch.tensor(v).repeat_interleave(4).view(1, 12, 1, 1)  # noqa: E731
+    x = torch.randn(2, 12, 37, 53, generator=gen) * per_group(1e-2, 1.0, 3.0) + per_group(100.0, 0.0, -5.0)
+    mean, var = native_conv.group_moments(x, 3)
+    ref_var, ref_mean = torch.var_mean(x.double().view(2, 3, -1), dim=2, correction=0)
+    torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(var.double(), ref_var, rtol=1e-4, atol=0)
+    assert native_conv.group_moments(x[:, :, :, :50], 3) is None  # not contiguous: PyTorch's turn

@@ -232,7 +232,7 @@ class FusedCML(_Inference):
     def forward(self, x):
         q_all = self._branches(x)
         mean, var = (m.repeat_interleave(q_all.shape[1] // self.groups, dim=1)  # per group -> per channel
-                     for m in group_moments(q_all, self.groups))
+                     for m in native_conv.group_moments(q_all, self.groups) or group_moments(q_all, self.groups))
         scale = self.norm_w * (var + self.eps).rsqrt()
         shift = self.norm_b - mean * scale
         # GroupNorm's statistics differ per sample, so does the folded conv

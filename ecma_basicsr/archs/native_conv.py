@@ -1,10 +1,12 @@
-"""A native kernel for the spatial convolutions of ECMA's LAMs at inference (used by :mod:`.ecma_fuse`).
+"""Native kernels for ECMA's fused inference on a CPU (used by :mod:`.ecma_fuse`).
 
-On a CPU, PyTorch runs a LAM's grouped W' (Eq. 2, 5) as a depthwise conv of every input
-followed by a sum over each group (a grouped conv with 2-4 inputs per group has no fast kernel),
-and the branches of Q (Eq. 3) as separate passes. ``native/lam_conv.c`` does each of them in one
-pass that keeps the rows it works on in cache: the group sum, the cascade's O'_{i-1} term, the
-bias, the write into Q's slot and the product (or sum) branch (see the C file).
+PyTorch runs a LAM's grouped W' (Eq. 2, 5) as a depthwise conv of every input followed by a
+sum over each group (a grouped conv with 2-4 inputs per group has no fast kernel), and the
+branches of Q (Eq. 3) as separate passes. ``native/lam_conv.c`` does each of them in one pass
+that keeps the rows it works on in cache: the group sum, the cascade's O'_{i-1} term, the bias,
+the write into Q's slot and the product (or sum) branch. The same file holds the FFN's channel
+LayerNorm of one tile and the GroupNorm statistics of Q (Eq. 3's norm, folded into the reduce
+conv), each a few vectorised passes over cache-sized pieces instead of several PyTorch ops.
 
 The C file is compiled with the system's C compiler the first time a fused network needs it and
 the library is cached per machine under ``$ECMA_BASICSR_CACHE`` (default
@@ -108,6 +110,8 @@ def library():
                 lib.ecma_grouped_conv.restype = ctypes.c_int
                 lib.ecma_channel_norm.argtypes = [_I64, _I64, _PTR, _I64, _PTR, ctypes.c_float]
                 lib.ecma_channel_norm.restype = ctypes.c_int
+                lib.ecma_group_moments.argtypes = [_I64, _I64, _PTR, _I64, _PTR, _PTR]
+                lib.ecma_group_moments.restype = None
                 _state['lib'] = lib
             except (RuntimeError, OSError) as e:
                 _state['error'] = str(e)
@@ -220,3 +224,21 @@ def channel_norm(x, eps):
     if library().ecma_channel_norm(c, n, x.data_ptr(), x.stride(0), y.data_ptr(), eps) != 0:
         raise MemoryError(f'ecma_channel_norm could not allocate its column buffer ({n} floats)')
     return y
+
+
+MOMENT_CHUNK = 4096  # floats per chunk of group_moments: 16 KB, read twice from L1
+
+
+def group_moments(x, groups):
+    """Per-sample mean and biased variance of ``groups`` contiguous channel groups of a contiguous ``x``.
+
+    Returns:
+        tuple[Tensor, Tensor]: (B, groups) float32 means and variances, or None when the kernel
+        cannot read ``x`` (the caller then uses PyTorch ops).
+    """
+    if not (x.is_contiguous() and x.shape[1] % groups == 0 and supports_rows(x.view(x.shape[0], -1))):
+        return None
+    mean, var = x.new_empty(x.shape[0], groups), x.new_empty(x.shape[0], groups)
+    library().ecma_group_moments(x.shape[0] * groups, x[0].numel() // groups, x.data_ptr(), MOMENT_CHUNK,
+                                 mean.data_ptr(), var.data_ptr())
+    return mean, var

@@ -143,3 +143,33 @@ int ecma_channel_norm(int64_t channels, int64_t n, const float *x, int64_t ldx, 
     free(acc);
     return 0;
 }
+
+/*
+ * Mean and biased variance of each of `groups` contiguous runs of `length` floats (GroupNorm's
+ * statistics of Q without its output pass): every chunk of `chunk` floats, in cache, gets its
+ * mean and sum of squared deviations in two passes, and the chunks are merged in double
+ * (Chan et al.'s pairwise rule), so a mean far from zero costs no precision.
+ */
+void ecma_group_moments(int64_t groups, int64_t length, const float *x, int64_t chunk, float *mean, float *var) {
+    for (int64_t g = 0; g < groups; ++g) {
+        const float *xg = x + g * length;
+        double n = 0.0, m = 0.0, m2 = 0.0;
+        for (int64_t s = 0; s < length; s += chunk) {
+            const int64_t len = length - s < chunk ? length - s : chunk;
+            const float *restrict xc = xg + s;
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t j = 0; j < len; ++j) sum += xc[j];
+            const float cm = sum / (float)len;
+            float sq = 0.0f;
+#pragma omp simd reduction(+ : sq)
+            for (int64_t j = 0; j < len; ++j) sq += (xc[j] - cm) * (xc[j] - cm);
+            const double nb = (double)len, delta = (double)cm - m, total = n + nb;
+            m += delta * nb / total;
+            m2 += (double)sq + delta * delta * n * nb / total;
+            n = total;
+        }
+        mean[g] = (float)m;
+        var[g] = (float)(m2 / n);
+    }
+}
