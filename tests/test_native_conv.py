@@ -106,16 +106,22 @@ def test_build_is_cached_per_source_and_compiler_and_never_left_half_written(tmp
     assert os.listdir(os.path.dirname(path)) == [os.path.basename(path)]
 
 
+def _tiny_ecma(enc_blocks, large_kernel_mode, size):
+    """A width-8 ECMA with random weights (its zero-initialised gammas would hide the blocks), an input
+    and the unfused network's output."""
+    net = ECMA(width=8, enc_blocks=enc_blocks, kernels=(8, 6), large_kernel_mode=large_kernel_mode).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        return net, x, net(x)
+
+
 def test_without_a_compiler_the_fused_network_warns_once_and_falls_back(monkeypatch, tmp_path):
     monkeypatch.setenv('ECMA_BASICSR_CACHE', str(tmp_path))  # nothing cached there
     monkeypatch.setenv('CC', str(tmp_path / 'no-such-cc'))
     monkeypatch.setattr(native_conv, '_state', {'lib': None, 'error': None, 'pool': None})
-    net = ECMA(width=8, enc_blocks=(1, 1), kernels=(8, 6), large_kernel_mode='spatial').eval()
-    for p in net.parameters():
-        torch.nn.init.normal_(p, std=0.3)
-    x = torch.rand(1, 3, 20, 28)
-    with torch.no_grad():
-        ref = net(x)
+    net, x, ref = _tiny_ecma((1, 1), 'spatial', (20, 28))
     fused = fuse_for_inference(net)
     with pytest.warns(RuntimeWarning, match='no C compiler.*no-such-cc') as caught, torch.inference_mode():
         out = fused(x)
@@ -140,12 +146,7 @@ def test_a_fused_ecma_runs_its_lams_through_the_kernel(monkeypatch):
     real = native_conv.grouped_conv
     monkeypatch.setattr(native_conv, 'grouped_conv', lambda *a, **kw: calls.append(kw.get('prev') is not None)
                         or real(*a, **kw))
-    net = ECMA(width=8, enc_blocks=(2, 1), kernels=(8, 6), large_kernel_mode='fft').eval()
-    for p in net.parameters():
-        torch.nn.init.normal_(p, std=0.3)
-    x = torch.rand(1, 3, 18, 26)
-    with torch.no_grad():
-        ref = net(x)
+    net, x, ref = _tiny_ecma((2, 1), 'fft', (18, 26))
     with torch.inference_mode():
         out = fuse_for_inference(net)(x)
     # six blocks, each: the dw conv of all three LAMs and the cascaded context convs of LAM 2 and 3
