@@ -142,3 +142,21 @@ def test_blocks_add_their_residual_into_their_input_only_where_nothing_reads_it_
             fused(x)
         assert torch.equal(x, kept)
     assert seen == {'ECMA first': True, 'ECMA last': True, 'ECMASR first': False, 'ECMASR last': True}
+
+
+def test_kernel_spectra_are_kept_per_size_only_up_to_the_cache_limit(monkeypatch):
+    """Small spectra are computed once per image size; above the limit each forward recomputes them
+    (they would otherwise hold tens of MB per block at 1280x720), with the same output."""
+    from ecma_basicsr.archs import ecma_fuse
+    from ecma_basicsr.archs.ecma_fuse import FusedGroupedConv
+    net = _randomise(ECMA(large_kernel_mode='fft', **TINY).eval())
+    x = torch.rand(1, 3, 24, 32)
+    outs, kept = [], []
+    for limit in (ecma_fuse.SPECTRUM_CACHE_BYTES, 0):
+        monkeypatch.setattr(ecma_fuse, 'SPECTRUM_CACHE_BYTES', limit)
+        fused = fuse_for_inference(net)
+        with torch.inference_mode():
+            outs.append(fused(x))
+        kept.append(sum(len(m._spectra) for m in fused.modules() if isinstance(m, FusedGroupedConv)))
+    assert kept[0] > 0 and kept[1] == 0
+    assert torch.equal(outs[0], outs[1])

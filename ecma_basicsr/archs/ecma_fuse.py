@@ -23,9 +23,10 @@ once, here:
 * 1x1 convs go to oneDNN directly on CPU (:func:`pointwise_conv`).
 * The CMLs of a network take their Q buffer from one :class:`Workspace`, released after each
   forward, instead of allocating a Q of each level's size per block.
-* On a CPU the LAMs' spatial convs (depthwise W, grouped and cascaded W') and the FFN's
-  LayerNorm run in a small native kernel (:mod:`.native_conv`): one pass per conv that writes
-  straight into Q's slots and its product branch, PyTorch ops where it cannot be built.
+* On a CPU the LAMs' spatial convs (depthwise W, grouped and cascaded W'), the FFN's LayerNorm
+  and Q's GroupNorm statistics run in small native kernels (:mod:`.native_conv`): one pass per
+  conv that writes straight into Q's slots and its product branch; PyTorch ops where they cannot
+  be built.
 * Where nothing reads a block's input afterwards (every block of :class:`~.ecma_arch.ECMA`; all but
   the first of ECMASR, whose long skip is the body's input) the residual is added into that input,
   so the references a stage's callers hold to it cost no memory of their own.
@@ -172,9 +173,14 @@ def write_branches(a, b, how, out):
     op = COMBINE_OPS[how]
     if op is not None:
         op(a, b, out=slots[0])
-    if slots[-1].data_ptr() != b.data_ptr():  # b may already have been written in place
-        slots[-1].copy_(b)
+    put_into(b, slots[-1])
     slots[-2].copy_(a)
+
+
+def put_into(t, slot):
+    """Copy ``t`` into ``slot`` unless a conv already wrote it there."""
+    if slot.data_ptr() != t.data_ptr():
+        slot.copy_(t)
 
 
 class FusedLAM(_Inference):
@@ -196,8 +202,7 @@ class FusedLAM(_Inference):
         slots = out.split(x.shape[1], dim=1)
         b = self.conv_ctx(raw, out=slots[-1]) if prev is None else self.conv_ctx.cascaded(prev, raw, slots[-1])
         if native_conv.supports(self.w, x, out):
-            if b.data_ptr() != slots[-1].data_ptr():
-                slots[-1].copy_(b)
+            put_into(b, slots[-1])
             combined = slots[0] if COMBINE_OPS[self.combine] is not None else None
             native_conv.grouped_conv(x, self.w, self.w_bias, slots[-2], other=slots[-1], combined=combined,
                                      combine=self.combine)
@@ -308,9 +313,9 @@ class FusedGatedFFN(_Inference):
         c = x.shape[1]
         if out is None or not (out.is_contiguous() and x.is_contiguous()):
             out = torch.empty_like(x, memory_format=torch.contiguous_format)
-        norm = native_conv.channel_norm if native_conv.supports_rows(x.reshape(x.shape[0], -1)) else channel_norm
         for src, dst in zip(x, out):
             src, dst = src.reshape(c, -1), dst.view(c, -1)
+            norm = native_conv.channel_norm if native_conv.supports_rows(src) else channel_norm
             for cols in column_tiles(src.shape[1], c):
                 self.tile(src[:, cols], dst[:, cols], norm)
         return out
@@ -416,8 +421,8 @@ class Workspace:
 
 
 def _bodies_whose_input_is_kept(net):
-    """The U-Net bodies whose input someone reads after the body ran: the caller's of a body fused on
-    its own, ECMASR's long skip. Only :class:`~.ecma_arch.ECMA` discards its intro features."""
+    """The U-Net bodies whose input is read again after the body ran: by the caller of a body fused on
+    its own, by ECMASR's long skip. Only :class:`~.ecma_arch.ECMA` discards its intro features."""
     if type(net) is ECMA:
         return []
     return [m for m in net.modules() if isinstance(m, ECMAUNet)]
