@@ -7,6 +7,7 @@ from ecma_basicsr.archs.fft_conv import (
     LargeKernelConv,
     fast_fft_size,
     fft_grouped_conv,
+    kernel_spectrum,
     pin_large_kernel_paths,
     spatial_grouped_conv,
 )
@@ -26,6 +27,16 @@ def test_fft_conv_equals_spatial_conv(k, hw, group_in):
     # and against PyTorch's own 'same' padding, so the padding convention is the standard one
     torch_same = torch.nn.functional.conv2d(x, w, b, padding='same', groups=4)
     assert (ref - torch_same).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize('k,plane', [(32, (750, 1296)), (7, (40, 24)), (8, (9, 30)), (16, (12, 20))])
+def test_kernel_spectrum_is_the_rfft2_of_the_padded_rolled_kernel(k, plane):
+    """Only the kernel's rows get the row transform; the result must be the whole plane's rfft2."""
+    w = torch.randn(3, 2, k, k)
+    before = (k - 1) // 2
+    padded = torch.nn.functional.pad(w, (0, plane[1] - k, 0, plane[0] - k))
+    full = torch.fft.rfft2(torch.roll(padded, shifts=(-before, -before), dims=(-2, -1))).conj()
+    torch.testing.assert_close(kernel_spectrum(w, plane), full, rtol=0, atol=1e-4)
 
 
 def test_fft_conv_gradients_match_spatial():

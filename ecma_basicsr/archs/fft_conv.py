@@ -65,9 +65,16 @@ def kernel_spectrum(weight, plane):
     k = weight.shape[-1]
     before = same_padding(k)[0]
     n1, n2 = plane
-    padded = F.pad(weight.float(), (0, n2 - k, 0, n1 - k))
-    padded = torch.roll(padded, shifts=(-before, -before), dims=(-2, -1))
-    return torch.fft.rfft2(padded).conj()
+    if k > min(n1, n2):  # a plane smaller than the kernel: pad (crop) and roll the whole kernel
+        padded = F.pad(weight.float(), (0, n2 - k, 0, n1 - k))
+        return torch.fft.rfft2(torch.roll(padded, shifts=(-before, -before), dims=(-2, -1))).conj()
+    # rfft2 transforms the rows, then the columns; only the kernel's k rows of the plane are not
+    # zero, so only they need the row transform (the same numbers, about half the work)
+    rows = torch.fft.rfft(torch.roll(F.pad(weight.float(), (0, n2 - k)), shifts=-before, dims=-1), dim=-1)
+    plane_rows = rows.new_zeros(*rows.shape[:-2], n1, rows.shape[-1])
+    plane_rows[..., :k - before, :] = rows[..., before:, :]  # the roll by -before along the height
+    plane_rows[..., n1 - before:, :] = rows[..., :before, :]
+    return torch.fft.fft(plane_rows, dim=-2).conj()
 
 
 def fft_grouped_conv(x, weight, bias=None, spectrum=None):
