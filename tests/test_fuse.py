@@ -10,7 +10,16 @@ import torch
 
 from ecma_basicsr.archs import fuse_for_inference
 from ecma_basicsr.archs.ecma_arch import ABLATIONS, CML, ECMA, ECMASR, ECMABlock, Fusion, GatedFFN
-from ecma_basicsr.archs.ecma_fuse import FusedBlock, FusedCML, FusedFusion, FusedGatedFFN, group_moments
+from ecma_basicsr.archs.ecma_fuse import (
+    LARGE_MAP_PIXELS,
+    FusedBlock,
+    FusedCML,
+    FusedFusion,
+    FusedGatedFFN,
+    _thin_on_a_large_map,
+    group_moments,
+    pointwise_conv,
+)
 from ecma_basicsr.archs.nafnet_arch import NAFNet
 
 TINY = dict(width=8, enc_blocks=(1, 2), kernels=(8, 6))
@@ -160,3 +169,16 @@ def test_kernel_spectra_are_kept_per_size_only_up_to_the_cache_limit(monkeypatch
         kept.append(sum(len(m._spectra) for m in fused.modules() if isinstance(m, FusedGroupedConv)))
     assert kept[0] > 0 and kept[1] == 0
     assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize('c_in,c_out,pixels,gemm', [(12, 4, LARGE_MAP_PIXELS, True), (40, 40, LARGE_MAP_PIXELS, False),
+                                                     (12, 4, 64 * 64, False)])
+@pytest.mark.parametrize('with_bias', [True, False])
+def test_pointwise_conv_is_the_1x1_conv_on_either_path(c_in, c_out, pixels, gemm, with_bias):
+    """Thin 1x1 convs on large maps run as GEMMs on the planes (also of a channel slice, batch 2), others in oneDNN."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, c_in + 3, 1, pixels, generator=gen)[:, 2:2 + c_in]  # Q's slots are channel slices like this
+    w, b = torch.randn(c_out, c_in, 1, 1, generator=gen), torch.randn(c_out, generator=gen) if with_bias else None
+    assert _thin_on_a_large_map(x, w) == gemm
+    with torch.inference_mode():
+        torch.testing.assert_close(pointwise_conv(x, w, b), torch.nn.functional.conv2d(x, w, b), rtol=0, atol=1e-4)

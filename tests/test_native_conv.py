@@ -69,11 +69,15 @@ def test_several_threads_give_the_one_thread_result_bit_for_bit(monkeypatch):
     try:
         torch.set_num_threads(1)
         one = native_conv.grouped_conv(raw, weight, bias, torch.empty(1, 8, 64, 300), prev=prev)
+        moments_one = native_conv.group_moments(raw, 4)
         torch.set_num_threads(2)
         two = native_conv.grouped_conv(raw, weight, bias, torch.empty(1, 8, 64, 300), prev=prev)
+        moments_two = native_conv.group_moments(raw, 4)
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, two)
+    assert all(torch.equal(a, b) for a, b in zip(moments_one, moments_two))
+    torch.testing.assert_close(moments_one[0], raw.view(4, -1).mean(1, keepdim=True).t(), rtol=0, atol=1e-5)
 
 
 @needs_compiler

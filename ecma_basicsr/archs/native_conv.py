@@ -195,14 +195,20 @@ def grouped_conv(raw, weight, bias, out, prev=None, other=None, combined=None, c
         if rc != 0:
             raise MemoryError(f'ecma_grouped_conv could not allocate its row buffers ({k} x {w} floats)')
 
-    threads = min(torch.get_num_threads(), c_out, max(1, b * h * w * c_out // MIN_PIXELS_PER_THREAD))
-    if threads <= 1:
-        run(0, c_out)
-    else:
-        bounds = [c_out * i // threads for i in range(threads + 1)]
-        for f in [_pool().submit(run, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
-            f.result()
+    _parallel(run, c_out, b * h * w * c_out)
     return out
+
+
+def _parallel(run, n, pixels):
+    """``run(lo, hi)`` over ranges of ``n`` items (channels, groups), split over the thread pool at
+    ``torch.get_num_threads()`` threads when there are enough ``pixels`` in all to be worth a hand-off."""
+    threads = min(torch.get_num_threads(), n, max(1, pixels // MIN_PIXELS_PER_THREAD))
+    if threads <= 1:
+        run(0, n)
+        return
+    bounds = [n * i // threads for i in range(threads + 1)]
+    for f in [_pool().submit(run, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
+        f.result()
 
 
 def supports_rows(x):
@@ -239,6 +245,12 @@ def group_moments(x, groups):
     if not (x.is_contiguous() and x.shape[1] % groups == 0 and supports_rows(x.view(x.shape[0], -1))):
         return None
     mean, var = x.new_empty(x.shape[0], groups), x.new_empty(x.shape[0], groups)
-    library().ecma_group_moments(x.shape[0] * groups, x[0].numel() // groups, x.data_ptr(), MOMENT_CHUNK,
-                                 mean.data_ptr(), var.data_ptr())
+    rows, length = x.shape[0] * groups, x[0].numel() // groups
+    lib, size = library(), x.element_size()
+
+    def run(lo, hi):
+        lib.ecma_group_moments(hi - lo, length, x.data_ptr() + lo * length * size, MOMENT_CHUNK,
+                               mean.data_ptr() + lo * size, var.data_ptr() + lo * size)
+
+    _parallel(run, rows, x.numel())
     return mean, var
