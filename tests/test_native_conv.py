@@ -184,3 +184,32 @@ def test_group_moments_are_groupnorms_statistics_even_far_from_zero(monkeypatch,
     torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(var.double(), ref_var, rtol=1e-4, atol=0)
     assert native_conv.group_moments(x[:, :, :, :50], 3) is None  # not contiguous: PyTorch's turn
+
+
+def test_split_torch_ops_runs_each_range_on_one_thread_of_its_own(monkeypatch):
+    """The FFN's tiles go to pool threads that run their ops on one thread each, in the caller's grad and
+    inference modes, while the caller keeps its own thread count; the result is the one-thread result."""
+    if native_conv.torch_threads_of_this_thread() is None:
+        pytest.skip('this PyTorch build has no per-thread OpenMP/MKL controls: the work runs unsplit')
+    monkeypatch.setattr(native_conv, 'MIN_PIXELS_PER_THREAD', 1)
+    seen = []
+
+    def run(lo, hi):
+        seen.append((lo, hi, torch.get_num_threads(), torch.is_inference_mode_enabled()))
+
+    ffn = fuse_for_inference(_tiny_ecma((1, 1), 'fft', (8, 8))[0]).body.encoders[0][0].ffn
+    x = torch.randn(2, ffn.w2.shape[0], 30, 70)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            one = ffn(x.clone())
+        torch.set_num_threads(2)
+        with torch.inference_mode():
+            native_conv.split_torch_ops(run, 10, 10 ** 6)
+            two = ffn(x.clone())
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert sorted(s[:2] for s in seen) == [(0, 5), (5, 10)] and all(s[2:] == (1, True) for s in seen)
+    assert torch.equal(one, two)

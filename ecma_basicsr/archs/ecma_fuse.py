@@ -17,10 +17,12 @@ once, here:
   spectrum per plane size, takes the spectral product in place and adds its bias on the DC bin.
 * :class:`FusedGatedFFN`: the feed-forward part runs over cache-sized tiles of pixels, with the
   LayerNorm affine folded into the first 1x1 conv and gamma into the second; inside a
-  :class:`FusedBlock` it writes over the CML's output.
+  :class:`FusedBlock` it writes over the CML's output. With several threads the tiles are shared
+  out to threads that each run their ops on one thread (:func:`.native_conv.split_torch_ops`):
+  ops on a 512 KB tile are too small to split, and every op's threads met at its end.
 * :class:`FusedFusion`: the fusion block's 1x1 conv (Sec. 3.3) is folded into the 2x2 stride-2
   transposed conv, so neither the full-resolution concatenation nor the upsampled map exists.
-* 1x1 convs go to oneDNN directly on CPU (:func:`pointwise_conv`).
+* 1x1 convs go to oneDNN directly on CPU, thin ones on large maps to one GEMM (:func:`pointwise_conv`).
 * The CMLs of a network take their Q buffer from one :class:`Workspace`, released after each
   forward, instead of allocating a Q of each level's size per block.
 * On a CPU the LAMs' spatial convs (depthwise W, grouped and cascaded W'), the FFN's LayerNorm
@@ -342,11 +344,17 @@ class FusedGatedFFN(_Inference):
         c = x.shape[1]
         if out is None or not (out.is_contiguous() and x.is_contiguous()):
             out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        tiles = []
         for src, dst in zip(x, out):
             src, dst = src.reshape(c, -1), dst.view(c, -1)
             norm = native_conv.channel_norm if native_conv.supports_rows(src) else channel_norm
-            for cols in column_tiles(src.shape[1], c):
-                self.tile(src[:, cols], dst[:, cols], norm)
+            tiles += [(src[:, cols], dst[:, cols], norm) for cols in column_tiles(src.shape[1], c)]
+
+        def run(lo, hi):
+            for tile in tiles[lo:hi]:
+                self.tile(*tile)
+
+        native_conv.split_torch_ops(run, len(tiles), x.numel())
         return out
 
     def tile(self, xt, dst, norm):

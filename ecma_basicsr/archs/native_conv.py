@@ -211,6 +211,60 @@ def _parallel(run, n, pixels):
         f.result()
 
 
+def torch_threads_of_this_thread():
+    """Functions that set the OpenMP and MKL threads of the calling thread only, or None where this
+    PyTorch build does not expose both (then :func:`split_torch_ops` runs its work unsplit)."""
+    if 'thread_controls' not in _state:
+        controls = None
+        if torch.backends.mkl.is_available() and torch.backends.openmp.is_available():
+            try:
+                process = ctypes.CDLL(None)
+                torch_cpu = next((line.split()[-1] for line in open('/proc/self/maps', encoding='utf-8')
+                                  if line.rstrip().endswith('libtorch_cpu.so')), None)
+                mkl = ctypes.CDLL(torch_cpu).mkl_set_num_threads_local if torch_cpu else None
+                if mkl is not None:
+                    controls = (process.omp_set_num_threads, mkl)
+            except (OSError, AttributeError):
+                controls = None
+        _state['thread_controls'] = controls
+    return _state['thread_controls']
+
+
+_thread = threading.local()
+
+
+def _one_thread_here():
+    """Make the calling (pool) thread run PyTorch ops on one thread: OpenMP's and MKL's thread counts
+    are per thread there, so the caller's own setting is left as it is."""
+    if getattr(_thread, 'single', False):
+        return
+    omp, mkl = torch_threads_of_this_thread()
+    torch.get_num_threads()  # PyTorch sets a new thread's OpenMP threads on first use: let it, then override
+    omp(1)
+    mkl(ctypes.byref(ctypes.c_int(1)))  # the Fortran-style entry point: takes a pointer
+    _thread.single = True
+
+
+def split_torch_ops(run, n, pixels):
+    """``run(lo, hi)`` over ranges of ``n`` items whose PyTorch ops are too small to be worth their own
+    threads (the FFN's cache-sized tiles): each range goes to a pool thread that runs them on one thread,
+    so the threads work apart instead of meeting at every op. Runs unsplit on one thread, under tracing
+    or compilation, and where the per-thread controls are missing. Grad and inference modes are the caller's.
+    """
+    threads = min(torch.get_num_threads(), n, max(1, pixels // MIN_PIXELS_PER_THREAD))
+    if threads <= 1 or not _plain_eager() or torch_threads_of_this_thread() is None:
+        run(0, n)
+        return
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def task(lo, hi):
+        _one_thread_here()
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            run(lo, hi)
+
+    _parallel(task, n, pixels)
+
+
 def supports_rows(x):
     """Whether :func:`channel_norm` can read ``x``: 2-D float32 rows with unit column stride, plain eager."""
     return (_plain_eager() and x.dim() == 2 and type(x) is torch.Tensor and x.dtype == torch.float32
