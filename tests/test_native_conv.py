@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from ecma_basicsr.archs import fuse_for_inference, native_conv
+from ecma_basicsr.archs import ecma_fuse, fuse_for_inference, native_conv
 from ecma_basicsr.archs.ecma_arch import ECMA, cascade_context
 from ecma_basicsr.archs.fft_conv import spatial_grouped_conv
 
@@ -192,6 +192,7 @@ def test_split_torch_ops_runs_each_range_on_one_thread_of_its_own(monkeypatch):
     if native_conv.torch_threads_of_this_thread() is None:
         pytest.skip('this PyTorch build has no per-thread OpenMP/MKL controls: the work runs unsplit')
     monkeypatch.setattr(native_conv, 'MIN_PIXELS_PER_THREAD', 1)
+    monkeypatch.setattr(ecma_fuse, 'SPLIT_PIXELS', 1)
     seen = []
 
     def run(lo, hi):

@@ -17,9 +17,10 @@ once, here:
   spectrum per plane size, takes the spectral product in place and adds its bias on the DC bin.
 * :class:`FusedGatedFFN`: the feed-forward part runs over cache-sized tiles of pixels, with the
   LayerNorm affine folded into the first 1x1 conv and gamma into the second; inside a
-  :class:`FusedBlock` it writes over the CML's output. With several threads the tiles are shared
-  out to threads that each run their ops on one thread (:func:`.native_conv.split_torch_ops`):
-  ops on a 512 KB tile are too small to split, and every op's threads met at its end.
+  :class:`FusedBlock` it writes over the CML's output. With several threads, on maps of
+  :data:`SPLIT_PIXELS` or more, the tiles are shared out to threads that each run their ops on
+  one thread (:func:`.native_conv.split_torch_ops`): ops on a 512 KB tile are too small to split,
+  and every op's threads met at its end.
 * :class:`FusedFusion`: the fusion block's 1x1 conv (Sec. 3.3) is folded into the 2x2 stride-2
   transposed conv, so neither the full-resolution concatenation nor the upsampled map exists.
 * 1x1 convs go to oneDNN directly on CPU, thin ones on large maps to one GEMM (:func:`pointwise_conv`).
@@ -53,6 +54,10 @@ TILE_FLOATS = 2 ** 17  # pixels x channels per FFN tile: 512 KB, cache-resident
 # a kernel spectrum is kept per image size up to this size; larger ones (a 16-channel k=32 LAM at
 # 1280x720: 62 MB per block) cost more memory, held for the network's life, than their rfft costs time
 SPECTRUM_CACHE_BYTES = 16 << 20
+# the FFN's tiles are shared out to single-threaded workers from this many pixels per map; on smaller
+# maps each op's own threads were faster (2 threads, ECMA-B's FFN at 32x32x512: 11.5 vs 16.1 ms split,
+# at 256x256x64: 28.9 vs 24.8 ms; at 180x320x256 135 vs 128 ms)
+SPLIT_PIXELS = 1 << 15
 
 
 def pointwise_conv(x, weight, bias=None):
@@ -354,7 +359,10 @@ class FusedGatedFFN(_Inference):
             for tile in tiles[lo:hi]:
                 self.tile(*tile)
 
-        native_conv.split_torch_ops(run, len(tiles), x.numel())
+        if x.shape[-2] * x.shape[-1] >= SPLIT_PIXELS:
+            native_conv.split_torch_ops(run, len(tiles), x.numel())
+        else:
+            run(0, len(tiles))
         return out
 
     def tile(self, xt, dst, norm):
