@@ -77,6 +77,7 @@ def test_importing_the_plugin_leaves_basicsr_unchanged():
         for spec, original in originals.items():
             assert named(spec) is original, spec
         assert sys.meta_path == finders, 'the package import installs no second alias finder'
+        assert 'ecma_basicsr.engine.patches' not in sys.modules, 'only basicsr train/test load the patches'
         from basicsr.utils.registry import ARCH_REGISTRY
         assert 'ECMA' in ARCH_REGISTRY and 'ECMASR' in ARCH_REGISTRY  # the registries are filled
         print(len(before))

@@ -199,10 +199,16 @@ def grouped_conv(raw, weight, bias, out, prev=None, other=None, combined=None, c
     return out
 
 
+def _threads(n, pixels):
+    """Threads for ``n`` items with ``pixels`` of work in all: ``torch.get_num_threads()``, fewer where a
+    thread would get less than :data:`MIN_PIXELS_PER_THREAD` (a hand-off then costs more than it saves)."""
+    return min(torch.get_num_threads(), n, max(1, pixels // MIN_PIXELS_PER_THREAD))
+
+
 def _parallel(run, n, pixels):
-    """``run(lo, hi)`` over ranges of ``n`` items (channels, groups), split over the thread pool at
-    ``torch.get_num_threads()`` threads when there are enough ``pixels`` in all to be worth a hand-off."""
-    threads = min(torch.get_num_threads(), n, max(1, pixels // MIN_PIXELS_PER_THREAD))
+    """``run(lo, hi)`` over ranges of ``n`` items (channels, groups), split over the thread pool
+    (:func:`_threads`)."""
+    threads = _threads(n, pixels)
     if threads <= 1:
         run(0, n)
         return
@@ -219,8 +225,9 @@ def torch_threads_of_this_thread():
         if torch.backends.mkl.is_available() and torch.backends.openmp.is_available():
             try:
                 process = ctypes.CDLL(None)
-                torch_cpu = next((line.split()[-1] for line in open('/proc/self/maps', encoding='utf-8')
-                                  if line.rstrip().endswith('libtorch_cpu.so')), None)
+                with open('/proc/self/maps', encoding='utf-8') as maps:  # where libtorch_cpu was loaded from
+                    torch_cpu = next((line.split()[-1] for line in maps if line.rstrip().endswith('libtorch_cpu.so')),
+                                     None)
                 mkl = ctypes.CDLL(torch_cpu).mkl_set_num_threads_local if torch_cpu else None
                 if mkl is not None:
                     controls = (process.omp_set_num_threads, mkl)
@@ -251,9 +258,8 @@ def split_torch_ops(run, n, pixels):
     so the threads work apart instead of meeting at every op. Runs unsplit on one thread, under tracing
     or compilation, and where the per-thread controls are missing. Grad and inference modes are the caller's.
     """
-    threads = min(torch.get_num_threads(), n, max(1, pixels // MIN_PIXELS_PER_THREAD))
-    if threads <= 1 or not _plain_eager() or torch_threads_of_this_thread() is None:
-        run(0, n)
+    if _threads(n, pixels) <= 1 or not _plain_eager() or torch_threads_of_this_thread() is None:
+        run(0, n)  # on the caller's thread, whose own thread count must stay as it is
         return
     grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
 

@@ -16,4 +16,13 @@ patches of :mod:`.patches` and :func:`uninstall` removes them. Modules:
 * :mod:`.experiment_dirs`: archiving of the previous run shown, and undone when the new run fails early;
 * :mod:`.yaml_values`: ``1e-4`` is a number in option files and ``--force_yml``.
 """
-from ecma_basicsr.engine.patches import install, installed, is_installed, uninstall  # noqa: F401
+_PATCH_API = ('install', 'installed', 'is_installed', 'uninstall')
+
+
+def __getattr__(name):
+    # the patch machinery loads only when asked for (basicsr train/test, the tests): importing the
+    # plugin, or the model mixin its ECMAModel builds on, does not even load what could be installed
+    if name in _PATCH_API:
+        from ecma_basicsr.engine import patches
+        return getattr(patches, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
